@@ -1,0 +1,114 @@
+"""Name -> builder registries (timm-style), one per kind of component.
+
+Tests parametrize over ``list_*()`` so every registered variant is exercised.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, TypeVar
+
+from .errors import RegistryError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registry:
+    """A named table of builders.
+
+    Example:
+        >>> DATASETS = Registry("dataset")
+        >>> @DATASETS.register("birds")
+        ... def build_birds(**kw): ...
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: Dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        """Decorator registering ``fn`` under ``name``; a duplicate name is an error."""
+
+        def deco(fn: F) -> F:
+            if name in self._builders:
+                raise KeyError(f"{self.kind} {name!r} is already registered")
+            self._builders[name] = fn
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """Return the builder for ``name`` or raise a KeyError listing the known names."""
+        _import_builtin_modules()
+        try:
+            return self._builders[name]
+        except KeyError:
+            known = ", ".join(sorted(self._builders)) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; registered: {known}") from None
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        """Build the component registered under ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)
+
+    def names(self) -> List[str]:
+        _import_builtin_modules()
+        return sorted(self._builders)
+
+    def __contains__(self, name: str) -> bool:
+        _import_builtin_modules()
+        return name in self._builders
+
+
+DATASETS = Registry("dataset")
+TEXT_ENCODERS = Registry("text encoder")
+IMAGE_ENCODERS = Registry("image encoder")
+FEATURE_EXTRACTORS = Registry("feature extractor")
+GANS = Registry("GAN variant")
+MATCHERS = Registry("matcher")
+
+
+def list_datasets() -> List[str]:
+    return DATASETS.names()
+
+
+def list_text_encoders() -> List[str]:
+    return TEXT_ENCODERS.names()
+
+
+def list_image_encoders() -> List[str]:
+    return IMAGE_ENCODERS.names()
+
+
+def list_feature_extractors() -> List[str]:
+    return FEATURE_EXTRACTORS.names()
+
+
+def list_gans() -> List[str]:
+    return GANS.names()
+
+
+def list_matchers() -> List[str]:
+    return MATCHERS.names()
+
+
+_BUILTINS = (
+    "imagetext.data.sources",
+    "imagetext.encoders.text",
+    "imagetext.encoders.image",
+    "imagetext.metrics.extractors",
+)
+_imported = False
+
+
+def _import_builtin_modules() -> None:
+    """Import the modules whose decorators fill the registries (lazily, to avoid cycles)."""
+    global _imported
+    if _imported:
+        return
+    _imported = True
+    import importlib
+
+    for mod in _BUILTINS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a module not yet written must not hide the others
+            if e.name != mod:
+                raise
