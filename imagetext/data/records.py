@@ -158,3 +158,67 @@ def clean_captions(
             continue
         out.append(text)
     return out
+
+
+# --- helpers shared by the on-disk loaders -------------------------------------------
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8 with BOM"),
+    (b"\xff\xfe", "utf-16", "UTF-16 (little-endian BOM)"),
+    (b"\xfe\xff", "utf-16", "UTF-16 (big-endian BOM)"),
+)
+
+
+def decode_text(data: bytes) -> Tuple[str, Optional[str]]:
+    """Decode a text file's bytes; returns ``(text, note)``, ``note`` naming a non-UTF-8 encoding.
+
+    The chain: a BOM (UTF-8 / UTF-16) wins; then strict UTF-8 (no note); then UTF-16
+    without BOM when NUL bytes sit in every other position; then cp1252 and finally
+    latin-1, which decodes any byte string (so this never fails, but says so).
+    """
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec), f"decoded as {name}"
+            except UnicodeDecodeError:
+                break  # a BOM followed by garbage: fall through to the byte-level guesses
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    if len(data) >= 2 and len(data) % 2 == 0 and b"\x00" in data:
+        even, odd = data[0::2].count(0), data[1::2].count(0)
+        codec = "utf-16-le" if odd > even else "utf-16-be"
+        try:
+            return data.decode(codec), f"decoded as {codec.upper()} without BOM"
+        except UnicodeDecodeError:
+            pass
+    try:
+        # cp1252 equals latin-1 on every printable latin-1 byte and also maps the
+        # typographic quotes Windows editors write in 0x80-0x9F
+        return data.decode("cp1252"), "decoded as latin-1/cp1252 (not UTF-8)"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "decoded as latin-1/cp1252 (not UTF-8)"
+
+
+def read_text(path: Path) -> Tuple[str, Optional[str]]:
+    """Read a text file with :func:`decode_text`'s fallback chain; DataError if unreadable."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_text(data)
+
+
+def finish_split(
+    samples: List[Sample], class_names: List[str], report: DataReport, multi_label: bool = False
+) -> LoadedSplit:
+    """Fill the report's counts from ``samples`` and bundle them into a :class:`LoadedSplit`.
+
+    ``report.labels`` counts images with at least one label.
+    """
+    report.images = len(samples)
+    report.captions = sum(len(s.captions) for s in samples)
+    report.classes = len(class_names)
+    report.labels = sum(1 for s in samples if s.labels)
+    return LoadedSplit(samples=samples, class_names=list(class_names), report=report, multi_label=multi_label)

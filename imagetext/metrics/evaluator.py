@@ -1,0 +1,115 @@
+"""The ``synth`` evaluator: a small CNN trained on the synthetic worlds.
+
+It plays the role the CUB-finetuned Inception plays for CUB: penultimate features for
+FID/KID, class logits for IS, and attribute heads that judge prompt faithfulness
+(does the image show the colour/shape/objects its prompt names?). Heads are declared
+in the checkpoint's ``config.json`` so the module needs no import of the worlds.
+
+Head kinds:
+    single: softmax over ``n`` values (species, body colour, ...)
+    multi:  ``n`` independent sigmoids (scene categories present)
+    per_category: ``n_categories x n`` softmax, trained only where the category is present
+        (colour of each object category in a scene)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class SynthEvaluator(nn.Module):
+    """CNN with a shared trunk and named heads; input float images in [0, 1], any size."""
+
+    def __init__(self, heads: Dict[str, Dict[str, Any]], width: int = 32, input_size: int = 64,
+                 world: str = "birds", values: Optional[Dict[str, List[str]]] = None) -> None:
+        super().__init__()
+        self.config = {"heads": heads, "width": width, "input_size": input_size, "world": world, "values": values or {}}
+        self.input_size = input_size
+        w = width
+        self.trunk = nn.Sequential(
+            _block(3, w, 1), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.feature_dim = 8 * w
+        self.heads = nn.ModuleDict()
+        for name, spec in heads.items():
+            n = spec["n"] * (spec.get("n_categories", 1) if spec["kind"] == "per_category" else 1)
+            self.heads[name] = nn.Linear(self.feature_dim, n)
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B x feature_dim) of images in [0, 1]."""
+        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        return self.trunk((images - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Returns {"features": B x d, <head>: logits}; per_category heads are B x C x n."""
+        f = self.features(images)
+        out = {"features": f}
+        for name, head in self.heads.items():
+            spec = self.config["heads"][name]
+            logits = head(f)
+            if spec["kind"] == "per_category":
+                logits = logits.view(len(f), spec["n_categories"], spec["n"])
+            out[name] = logits
+        return out
+
+    @property
+    def class_head(self) -> str:
+        """The head whose logits serve IS (species for birds, categories for scenes)."""
+        return "species" if "species" in self.heads else "categories"
+
+    def save_pretrained(self, directory: Union[str, Path]) -> Path:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(self.config, indent=2))
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "model.safetensors"))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: Union[str, Path]) -> "SynthEvaluator":
+        from safetensors.torch import load_file
+
+        from ..errors import UserError
+
+        d = Path(directory)
+        if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+            raise UserError(f"{d}: not a synth evaluator checkpoint (needs config.json and model.safetensors)")
+        cfg = json.loads((d / "config.json").read_text())
+        model = cls(**cfg)
+        model.load_state_dict(load_file(str(d / "model.safetensors")))
+        return model.eval()
+
+
+def evaluator_loss(out: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
+                   heads: Dict[str, Dict[str, Any]]) -> Dict[str, torch.Tensor]:
+    """Per-head losses; targets: single -> long B, multi -> float B x n, per_category -> long B x C (-1 = absent)."""
+    losses = {}
+    for name, spec in heads.items():
+        logits, t = out[name], targets[name]
+        if spec["kind"] == "single":
+            losses[f"{name}_loss"] = F.cross_entropy(logits, t, ignore_index=-1)
+        elif spec["kind"] == "multi":
+            losses[f"{name}_loss"] = F.binary_cross_entropy_with_logits(logits, t)
+        else:
+            mask = t >= 0
+            if mask.any():
+                losses[f"{name}_loss"] = F.cross_entropy(logits[mask], t[mask])
+    return losses

