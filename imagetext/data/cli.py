@@ -88,3 +88,4 @@ if __name__ == "__main__":  # pragma: no cover
     from ..cli import main
 
     sys.exit(main(["data", *sys.argv[1:]]))
+

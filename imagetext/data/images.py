@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .records import BadInputPolicy, DataReport, Problem
@@ -63,7 +63,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         else:
             out = (arr - lo) * (255.0 / max(hi - lo, 1))
     gray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+    return Image.fromarray(gray).convert("RGB")
 
 
 def to_rgb(img: Image.Image) -> Tuple[Image.Image, Optional[str]]:
@@ -113,6 +113,8 @@ def open_rgb(path: str | Path) -> Tuple[Image.Image, Optional[str]]:
                 img = im.copy()  # detach from the file handle closed by `with`
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (unknown format or not an image)") from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ...
         reason = str(e) or type(e).__name__
         raise DataError(f"{path}: cannot decode image ({reason})") from None

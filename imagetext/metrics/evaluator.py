@@ -10,6 +10,8 @@ Head kinds:
     multi:  ``n`` independent sigmoids (scene categories present)
     per_category: ``n_categories x n`` softmax, trained only where the category is present
         (colour of each object category in a scene)
+    per_category_xy: ``n_categories x 2`` centre (x, y) in [0, 1] of each present category
+        (judges spatial relations such as "left of")
 """
 from __future__ import annotations
 
@@ -32,20 +34,22 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class SynthEvaluator(nn.Module):
     """CNN with a shared trunk and named heads; input float images in [0, 1], any size."""
 
-    def __init__(self, heads: Dict[str, Dict[str, Any]], width: int = 32, input_size: int = 64,
+    def __init__(self, heads: Dict[str, Dict[str, Any]], width: int = 16, input_size: int = 64,
                  world: str = "birds", values: Optional[Dict[str, List[str]]] = None) -> None:
         super().__init__()
         self.config = {"heads": heads, "width": width, "input_size": input_size, "world": world, "values": values or {}}
         self.input_size = input_size
         w = width
+        # A strided stem keeps training affordable on a CPU; four blocks reach a 4x4 grid at 64 px.
         self.trunk = nn.Sequential(
-            _block(3, w, 1), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
+            nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            _block(w, w, 1), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.feature_dim = 8 * w
         self.heads = nn.ModuleDict()
         for name, spec in heads.items():
-            n = spec["n"] * (spec.get("n_categories", 1) if spec["kind"] == "per_category" else 1)
+            n = spec["n"] * spec.get("n_categories", 1)
             self.heads[name] = nn.Linear(self.feature_dim, n)
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
@@ -66,6 +70,8 @@ class SynthEvaluator(nn.Module):
             logits = head(f)
             if spec["kind"] == "per_category":
                 logits = logits.view(len(f), spec["n_categories"], spec["n"])
+            elif spec["kind"] == "per_category_xy":
+                logits = torch.sigmoid(logits.view(len(f), spec["n_categories"], 2))
             out[name] = logits
         return out
 
@@ -100,7 +106,8 @@ class SynthEvaluator(nn.Module):
 
 def evaluator_loss(out: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor],
                    heads: Dict[str, Dict[str, Any]]) -> Dict[str, torch.Tensor]:
-    """Per-head losses; targets: single -> long B, multi -> float B x n, per_category -> long B x C (-1 = absent)."""
+    """Per-head losses; targets: single -> long B, multi -> float B x n, per_category -> long B x C
+    (-1 = absent), per_category_xy -> float B x C x 2 (-1 = absent)."""
     losses = {}
     for name, spec in heads.items():
         logits, t = out[name], targets[name]
@@ -108,8 +115,12 @@ def evaluator_loss(out: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor
             losses[f"{name}_loss"] = F.cross_entropy(logits, t, ignore_index=-1)
         elif spec["kind"] == "multi":
             losses[f"{name}_loss"] = F.binary_cross_entropy_with_logits(logits, t)
-        else:
+        elif spec["kind"] == "per_category":
             mask = t >= 0
             if mask.any():
                 losses[f"{name}_loss"] = F.cross_entropy(logits[mask], t[mask])
+        else:
+            mask = t[..., 0] >= 0
+            if mask.any():  # positions are small numbers: weight them up to matter next to the CE terms
+                losses[f"{name}_loss"] = 10.0 * F.mse_loss(logits[mask], t[mask])
     return losses

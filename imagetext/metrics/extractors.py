@@ -41,7 +41,9 @@ class FeatureExtractor(nn.Module):
     def __init__(self, net: nn.Module, fn: Callable[[nn.Module, torch.Tensor], Dict[str, Any]],
                  provenance: Provenance, extra: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
-        self.net = net.eval().requires_grad_(False)
+        self.net = net.eval()
+        for prm in self.net.parameters():  # ScriptModules have no requires_grad_()
+            prm.requires_grad_(False)
         self._fn = fn
         self.provenance = provenance
         self.extra = extra or {}
@@ -113,7 +115,11 @@ def build_inception(weights_path: Optional[str] = None, resize_mode: str = "bili
         return _inception_from_pth(Path(weights_path), resize_mode)
     ts = fid_helper_inception_path()
     if ts is not None:
-        net = torch.jit.load(str(ts), map_location="cpu")
+        import warnings
+
+        with warnings.catch_warnings():  # torch 2.14 marks jit.load deprecated; the shipped file is TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(ts), map_location="cpu")
 
         def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
             x = _resize(x, 299, resize_mode)

@@ -208,7 +208,7 @@ def finish(img: Image.Image, size: int, noise_std: float, seed: int) -> Image.Im
 def paste_layer(canvas: Image.Image, layer: Image.Image, cx: float, cy: float, angle: float) -> None:
     """Rotate an RGBA ``layer`` by ``angle`` degrees and alpha-composite it centred at (cx, cy)."""
     if angle:
-        layer = layer.rotate(angle, resample=Image.BICUBIC, expand=True)
+        layer = layer.rotate(angle, resample=Image.BILINEAR, expand=True)  # supersampled: bilinear is enough
     x0, y0 = int(round(cx - layer.size[0] / 2)), int(round(cy - layer.size[1] / 2))
     # alpha_composite cannot take negative offsets: crop the layer to the canvas first
     sx0, sy0 = max(0, -x0), max(0, -y0)

@@ -1,0 +1,17 @@
+"""Tiny helpers for runs started by ``accelerate launch`` or torchrun (CPU: gloo backend)."""
+from __future__ import annotations
+
+import os
+
+
+def init_distributed() -> None:
+    """Join the process group when the launcher started several processes; no-op otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
+
+
+def is_main_process() -> bool:
+    """True outside distributed runs and on rank 0 inside them (only rank 0 prints or writes)."""
+    return int(os.environ.get("RANK", "0")) == 0
