@@ -7,9 +7,11 @@ import os
 def init_distributed() -> None:
     """Join the process group when the launcher started several processes; no-op otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
         from accelerate import PartialState
 
-        PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
+        # Without a GPU, PartialState(cpu=True) joins the processes over gloo.
+        PartialState(cpu=not torch.cuda.is_available())
 
 
 def is_main_process() -> bool:

@@ -115,7 +115,8 @@ class ImageTextDataset(Dataset):
         self.report = split.report
         self.failed = 0
         self.failed_indices: Set[int] = set()
-        self._converted_keys: Set[str] = set()
+        # files whose conversion the loader already reported (check_images) are not counted again
+        self._converted_files: Set[str] = {p.file for p in self.report.problems if p.action == "converted"}
         self._warned = False
 
     # --- properties the trainers and samplers need ------------------------------------
@@ -170,8 +171,8 @@ class ImageTextDataset(Dataset):
                 img = crop_to_bbox(img, s.bbox)
         elif s.image_path is not None:
             img, note = open_rgb(s.image_path)
-            if note is not None and s.key not in self._converted_keys:
-                self._converted_keys.add(s.key)  # count once, not once per epoch
+            if note is not None and str(s.image_path) not in self._converted_files:
+                self._converted_files.add(str(s.image_path))  # count once, not once per epoch
                 self.report.add(Problem(str(s.image_path), f"{note} image converted to RGB", action="converted"))
             if s.bbox is not None:
                 img = crop_to_bbox(img, s.bbox)

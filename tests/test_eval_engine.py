@@ -1,0 +1,186 @@
+"""Feature extraction engine, extractors and the `t2i eval` CLI (no FID weights download needed)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imagetext.cli import main
+from imagetext.errors import MetricInputError
+from imagetext.metrics import FeatureStats, frechet_distance
+from imagetext.metrics.engine import extract, list_images
+from imagetext.metrics.evaluator import SynthEvaluator
+from imagetext.metrics.evaluator_train import head_specs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_images(folder: Path, n: int, size: int = 24, seed: int = 0, shift: float = 0.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = np.clip(rng.normal(120 + shift, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_evaluator(tmp_path_factory) -> Path:
+    """A real (untrained, seeded) synth evaluator checkpoint: deterministic features for plumbing tests."""
+    torch.manual_seed(0)
+    heads, values = head_specs("birds")
+    model = SynthEvaluator(heads, width=4, input_size=24, world="birds", values=values).eval()
+    return model.save_pretrained(tmp_path_factory.mktemp("evaluator") / "synth_tiny")
+
+
+def test_list_images_rejects_bad_folders(tmp_path):
+    with pytest.raises(MetricInputError, match="not a folder"):
+        list_images(tmp_path / "missing")
+    _write_images(tmp_path / "one", 1)
+    with pytest.raises(MetricInputError, match="1 image"):
+        list_images(tmp_path / "one")
+    d = _write_images(tmp_path / "odd", 3)
+    (d / "weights.bin").write_bytes(b"\0")
+    with pytest.raises(MetricInputError, match="non-image file.*weights.bin"):
+        list_images(d)
+    d = _write_images(tmp_path / "mixed", 3)
+    Image.new("RGB", (32, 32)).save(d / "big.png")
+    with pytest.raises(MetricInputError, match="mixed sizes"):
+        list_images(d)
+    assert len(list_images(d, allow_mixed_sizes=True)) == 4
+    d = _write_images(tmp_path / "broken", 3)
+    (d / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(MetricInputError, match="bad.png"):
+        list_images(d)
+    # prompt files beside generated images are fine
+    d = _write_images(tmp_path / "ok", 3)
+    (d / "metadata.jsonl").write_text("{}\n")
+    assert len(list_images(d)) == 3
+
+
+def test_extraction_does_not_depend_on_batch_size(tmp_path, tiny_evaluator):
+    from imagetext.registry import FEATURE_EXTRACTORS
+
+    ext = FEATURE_EXTRACTORS.build("synth", path=str(tiny_evaluator))
+    files = list_images(_write_images(tmp_path / "a", 7))
+    r1 = extract(ext, files, batch_size=2, keep_features=True, keep_logits=True, progress=False)
+    r2 = extract(ext, files, batch_size=7, keep_features=True, keep_logits=True, progress=False)
+    assert r1.n == 7 and r1.features.shape == (7, ext.feature_dim) and r1.logits.shape[0] == 7
+    np.testing.assert_allclose(r1.features, r2.features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r1.stats.mu, r2.stats.mu, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(r1.stats.sigma, np.cov(r1.features.astype(np.float64), rowvar=False), rtol=1e-4, atol=1e-6)
+
+
+def test_inception_from_fid_helper_gives_2048_features():
+    from imagetext.registry import FEATURE_EXTRACTORS
+
+    ext = FEATURE_EXTRACTORS.build("inception")
+    out = ext(torch.rand(2, 3, 32, 32))
+    assert out["features"].shape == (2, 2048) and out["logits"] is None
+    assert ext.provenance.weights_sha256 and ext.provenance.resize_mode == "bilinear"
+    assert torch.isfinite(out["features"]).all() and out["features"].std() > 0
+
+
+def test_inception_from_pth_file_gives_logits(tmp_path, monkeypatch):
+    """The torch-fidelity .pth route (a randomly initialised file with the right keys)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    # Build the module once without weights to learn its state-dict layout.
+    monkeypatch.setattr(fe, "load_state_dict_from_url", lambda *a, **k: None)
+    monkeypatch.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
+    net = fe.FeatureExtractorInceptionV3("x", ["2048"])
+    path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(net.state_dict(), path)
+    monkeypatch.undo()
+    from imagetext.metrics.extractors import build_inception
+
+    ext = build_inception(weights_path=str(path))
+    out = ext(torch.rand(2, 3, 16, 16))
+    assert out["features"].shape == (2, 2048) and out["logits"].shape == (2, 1000)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(Exception, match="not Inception-v3"):
+        build_inception(weights_path=str(bad))
+
+
+def _cli_json(capsys, argv):
+    rc = main(argv + ["--json", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out)
+
+
+def test_cli_stats_then_fid_from_npz(tmp_path, capsys, tiny_evaluator):
+    a = _write_images(tmp_path / "a", 6, seed=1)
+    b = _write_images(tmp_path / "b", 6, seed=2, shift=30)
+    common = ["--extractor", "synth", "--weights", str(tiny_evaluator)]
+    res = _cli_json(capsys, ["eval", "stats", "--input", str(a), "--output", str(tmp_path / "a.npz"), *common])
+    assert res["n"] == 6 and res["weights_sha256"]
+    direct = _cli_json(capsys, ["eval", "fid", "--real", str(a), "--fake", str(b), *common])
+    via_npz = _cli_json(capsys, ["eval", "fid", "--real", str(tmp_path / "a.npz"), "--fake", str(b), *common])
+    assert direct["fid"] > 0 and abs(direct["fid"] - via_npz["fid"]) < 1e-8
+    for key in ("extractor", "weights_sha256", "resize_mode", "seed", "version", "n_real", "n_fake"):
+        assert key in direct
+    # statistics of another width are refused, naming the file
+    np.savez(tmp_path / "wrong.npz", mu=np.zeros(3), sigma=np.eye(3))
+    assert main(["eval", "fid", "--real", str(tmp_path / "wrong.npz"), "--fake", str(b), *common, "--no-progress"]) == 2
+    assert "wrong.npz" in capsys.readouterr().err
+    # KID cannot be computed from statistics
+    assert main(["eval", "kid", "--real", str(tmp_path / "a.npz"), "--fake", str(b), *common, "--no-progress"]) == 2
+    assert "KID needs" in capsys.readouterr().err
+
+
+def test_cli_kid_and_is(tmp_path, capsys, tiny_evaluator):
+    a = _write_images(tmp_path / "a", 10, seed=1)
+    common = ["--extractor", "synth", "--weights", str(tiny_evaluator)]
+    kid = _cli_json(capsys, ["eval", "kid", "--real", str(a), "--fake", str(a), "--subsets", "5", "--subset-size", "5", *common])
+    assert abs(kid["kid"]) < 1e-6
+    res = _cli_json(capsys, ["eval", "is", "--images", str(a), "--splits", "2", *common])
+    assert 1.0 <= res["inception_score"] <= len(head_specs("birds")[1]["species"])
+
+
+def test_cli_retrieval_from_embeddings(tmp_path, capsys):
+    img = np.eye(4)
+    txt = np.repeat(np.eye(4), 2, axis=0)  # 2 captions per image, all perfectly matched
+    np.savez(tmp_path / "emb.npz", image_emb=img, text_emb=txt, caption_to_image=np.repeat(np.arange(4), 2))
+    res = _cli_json(capsys, ["eval", "retrieval", "--embeddings", str(tmp_path / "emb.npz")])
+    assert res["i2t_r1"] == 100.0 and res["t2i_r1"] == 100.0 and res["rsum"] == 600.0
+    np.savez(tmp_path / "bad.npz", image_emb=img)
+    assert main(["eval", "retrieval", "--embeddings", str(tmp_path / "bad.npz")]) == 2
+    assert "text_emb" in capsys.readouterr().err
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["eval", "fid", "--real", str(tmp_path / "nope"), "--fake", "dataset:birds", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.timeout(240)
+def test_stats_under_accelerate_two_processes_equal_single(tmp_path, tiny_evaluator):
+    """`accelerate launch` with 2 CPU processes: merged statistics equal the single-process ones."""
+    d = _write_images(tmp_path / "imgs", 9, seed=3)
+    common = ["eval", "stats", "--input", str(d), "--extractor", "synth", "--weights", str(tiny_evaluator), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import socket
+
+    with socket.socket() as s:  # a free port, so parallel runs do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu2.yaml"),
+              "--main_process_port", str(port), "-m", "imagetext.cli"]
+    r = subprocess.run(launch + common + ["--output", str(tmp_path / "two.npz")], env=env, capture_output=True,
+                       text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert main(common + ["--output", str(tmp_path / "one.npz")]) == 0
+    two, one = FeatureStats.load_npz(tmp_path / "two.npz"), FeatureStats.load_npz(tmp_path / "one.npz")
+    assert two.n == one.n == 9
+    assert two.meta["processes"] == 2 and one.meta["processes"] == 1
+    np.testing.assert_allclose(two.mu, one.mu, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(two.sigma, one.sigma, rtol=1e-5, atol=1e-7)
+    assert frechet_distance(one.mu, one.sigma, two.mu, two.sigma) < 1e-6
