@@ -195,6 +195,8 @@ class ImageTextDataset(Dataset):
 
     def _tokens(self, text: str) -> tuple[torch.Tensor, int]:
         ids = list(self.tokenizer.encode(text, self.max_words))[: self.max_words]
+        if not ids:  # a caption with no words (only punctuation): one <unk>, as encode_batch does
+            ids = [int(getattr(self.tokenizer, "unk_id", 1))]
         pad = int(getattr(self.tokenizer, "pad_id", 0))
         out = torch.full((self.max_words,), pad, dtype=torch.long)
         if ids:

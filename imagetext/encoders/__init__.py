@@ -60,6 +60,7 @@ __all__ = [
     "build_text_encoder",
     "build_image_encoder",
     "load_encoder",
+    "load_pretrained_encoder",
     "needs_word_vocab",
 ]
 
@@ -81,6 +82,9 @@ def build_image_encoder(name: str, **kwargs: Any) -> ImageEncoder:
 def load_encoder(directory: Union[str, Path]) -> PretrainedEncoder:
     """Load any encoder saved with ``save_pretrained`` (text or image), in eval mode."""
     return PretrainedEncoder.from_pretrained(directory)
+
+
+load_pretrained_encoder = load_encoder  # alias used by the eval CLI
 
 
 def needs_word_vocab(name: str) -> bool:

@@ -40,14 +40,22 @@ class InceptionTrunk(nn.Module):
         weights: None (random init), ``"imagenet"`` (torchvision's ImageNet file, found by
             :func:`~imagetext.encoders.weights.resolve_torchvision_inception`) or a file path.
         allow_download: allow fetching the ImageNet file if it is not cached.
+        reinit: with ``weights=None``, He-initialise the convs (False when weights follow anyway).
     """
 
-    def __init__(self, weights: Optional[str] = None, allow_download: bool = False) -> None:
+    def __init__(self, weights: Optional[str] = None, allow_download: bool = False, reinit: bool = True) -> None:
         super().__init__()
         from torchvision.models.inception import Inception3
 
         net = Inception3(num_classes=1000, aux_logits=False, transform_input=False, init_weights=False)
-        if weights is not None:
+        if weights is None and reinit:
+            # PyTorch's default conv init shrinks activations layer after layer, and eval-mode
+            # BatchNorm does not renormalise them, so an untrained trunk would map every image
+            # to the same vector. He init keeps the signal (torchvision's own init is slower).
+            for m in net.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        elif weights is not None:
             path = resolve_torchvision_inception(None if weights == "imagenet" else weights, allow_download)
             sd = {k: v for k, v in load_state_dict(path).items() if not k.startswith("AuxLogits.")}
             missing, unexpected = net.load_state_dict(sd, strict=False)
@@ -108,7 +116,7 @@ class InceptionV3Encoder(_FrozenTrunkMixin, ImageEncoder):
     ) -> None:
         super().__init__()
         self._record_config(dim=dim, weights=weights, resize_to=resize_to, freeze_trunk=freeze_trunk)
-        self.trunk = InceptionTrunk(weights if load_weights else None, allow_download)
+        self.trunk = InceptionTrunk(weights if load_weights else None, allow_download, reinit=load_weights)
         self.freeze_trunk = freeze_trunk
         self.trunk.requires_grad_(not freeze_trunk)
         self.resize_to = resize_to
@@ -141,7 +149,7 @@ def _down(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallCNNTrunk(nn.Module):
-    """A plain conv net: ``n_down`` stride-2 blocks to the region grid, one more for the global code.
+    """A plain conv net: ``n_down`` stride-2 blocks to the region grid, a conv + average pool for the global code.
 
     The grid is ``H / 2**n_down`` (2 x 2 at 32 px, 16 x 16 at 256 px with ``n_down=4``).
     """
@@ -154,7 +162,14 @@ class SmallCNNTrunk(nn.Module):
         self.body = nn.Sequential(*layers)
         self.region_channels = chans[-1]
         self.global_channels = min(chans[-1] * 2, width * 8)
-        self.top = nn.Sequential(_down(self.region_channels, self.global_channels), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        # stride 1 so that even a 1 x 1 region grid (16 px, 4 blocks) has a global code
+        self.top = nn.Sequential(
+            nn.Conv2d(self.region_channels, self.global_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(self.global_channels),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.min_size = 2**n_down
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +217,7 @@ class DamsmCNN(_FrozenTrunkMixin, ImageEncoder):
             self.trunk: nn.Module = SmallCNNTrunk(width, n_down)
             c_reg, c_glob = self.trunk.region_channels, self.trunk.global_channels
         else:
-            self.trunk = InceptionTrunk(weights if load_weights else None, allow_download)
+            self.trunk = InceptionTrunk(weights if load_weights else None, allow_download, reinit=load_weights)
             self.trunk.requires_grad_(not self.freeze_trunk)
             c_reg, c_glob = 768, 2048
         self.resize_to = resize_to
@@ -275,7 +290,9 @@ class OpenCLIPVisionEncoder(ImageEncoder):
         if self.is_vit:
             self.visual.output_tokens = True
         size = cfg["vision_cfg"].get("image_size", 224)
-        self.image_size: Tuple[int, int] = tuple(size) if isinstance(size, (list, tuple)) else (size, size)  # type: ignore[assignment]
+        self.image_size: Tuple[int, int] = (
+            (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        )
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         embed = int(cfg["embed_dim"])

@@ -9,7 +9,7 @@ listing the registry stays cheap.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -90,7 +90,11 @@ class BiLSTMTextEncoder(TextEncoder):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> TextFeatures:  # type: ignore[override]
         """``tokens`` B x T word ids (0 = pad), ``lengths`` B (>= 1) -> features with T columns."""
         if (lengths < 1).any():
-            raise ValueError("bilstm: every caption needs at least one token (encode_batch guarantees it)")
+            rows = (lengths < 1).nonzero().flatten().tolist()
+            raise ValueError(
+                f"bilstm: caption(s) at batch rows {rows} have no tokens; encode empty captions as one "
+                "<unk> (WordTokenizer.encode_batch does) or drop them"
+            )
         width = tokens.shape[1]
         emb = self.drop(self.embedding(tokens))
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -217,7 +221,7 @@ class OpenCLIPTextEncoder(TextEncoder):
     The sentence feature is the tower's projected pooled (EOT) feature; word features
     are every token's final-layer feature through the same projection, so both are
     ``embed_dim`` (or ``dim`` after an optional linear layer). The mask covers the
-    start token through the end token.
+    start token through the end token. Towers backed by a HF model give ``words=None``.
 
     Args:
         model_name: an open_clip config name (``"ViT-B-32"``); ignored if ``model_cfg`` is set.
@@ -242,9 +246,14 @@ class OpenCLIPTextEncoder(TextEncoder):
 
         clip, cfg = build_open_clip(model_name, model_cfg, pretrained if load_weights else None, allow_download)
         self._record_config(model_name=model_name, pretrained=pretrained, model_cfg=cfg, dim=dim)
+        from open_clip.transformer import TextTransformer
+
         self.text = clip.text
-        self.text.output_tokens = True
         del clip
+        # open_clip's own transformer exposes per-token features through its projection;
+        # HF-backed towers do not (their tokens are not in the embedding space): words=None.
+        self.has_word_features = isinstance(self.text, TextTransformer) and getattr(self.text, "cls_emb", None) is None
+        self.text.output_tokens = self.has_word_features
         embed = int(cfg["embed_dim"])
         self.pad_id = int(cfg["text_cfg"].get("pad_id", 0))
         self.clip_tokenizer = open_clip_tokenizer(model_name, cfg)
@@ -255,17 +264,18 @@ class OpenCLIPTextEncoder(TextEncoder):
         tokens = self.clip_tokenizer(list(captions))
         return tokens, (tokens != self.pad_id).sum(1)
 
-    def _project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        proj = self.text.text_projection
-        if proj is None:
-            return tokens
-        return proj(tokens) if isinstance(proj, nn.Module) else tokens @ proj
-
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> TextFeatures:  # type: ignore[override]
         """``tokens`` B x context_length open_clip ids (full context: the causal mask is fixed)."""
-        pooled, tok = self.text(tokens)
+        out = self.text(tokens)
+        if not self.has_word_features:
+            pooled = out[0] if isinstance(out, tuple) else out
+            return TextFeatures(words=None, sentence=self.proj(pooled) if self.proj is not None else pooled, mask=None)
+        pooled, tok = out
         width = int(lengths.max())  # drop the all-padding tail of the 77-token context
-        words = self._project_tokens(tok[:, :width])
+        words = tok[:, :width]
+        proj = self.text.text_projection
+        if proj is not None:
+            words = proj(words) if isinstance(proj, nn.Module) else words @ proj
         if self.proj is not None:
             pooled, words = self.proj(pooled), self.proj(words)
         mask = lengths_to_mask(lengths.to(tokens.device), width)

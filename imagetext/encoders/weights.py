@@ -62,7 +62,8 @@ def download_allowed(allow_download: bool = False) -> bool:
 
 def hf_offline() -> bool:
     """True if ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids Hugging Face downloads."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes") for k in keys)
 
 
 def _missing(what: str, filename: str, url: Optional[str], searched: Iterable[Path], extra: str = "") -> WeightsNotFoundError:
@@ -182,7 +183,8 @@ def resolve_hf_model(name_or_path: Optional[PathLike] = None, allow_download: bo
     if download_allowed(allow_download) and not hf_offline():
         return Path(snapshot_download(name))
     extra = "HF_HUB_OFFLINE is set, so the hub is not contacted" if hf_offline() else ""
-    raise _missing(f"HF model {name!r}", f"hf/{name.replace('/', '--')}/", f"https://huggingface.co/{name}", [cache_dir() / "hf", Path("HF cache")], extra)
+    folder = f"hf/{name.replace('/', '--')}/"
+    raise _missing(f"HF model {name!r}", folder, f"https://huggingface.co/{name}", [cache_dir() / "hf", Path("HF cache")], extra)
 
 
 # ---------------------------------------------------------------- open_clip

@@ -35,6 +35,7 @@ def _common(p: argparse.ArgumentParser, extractor: Optional[str] = "inception") 
     g.add_argument("--json", action="store_true", help="print one JSON object (numbers + provenance)")
     g.add_argument("--out", type=Path, help="also write the JSON result to this file")
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (subsets, splits, folds)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     if extractor is None:
         return
     g = p.add_argument_group("features")
@@ -50,7 +51,6 @@ def _common(p: argparse.ArgumentParser, extractor: Optional[str] = "inception") 
     g.add_argument("--size", type=int, default=64, help="render size for dataset:birds / dataset:scenes inputs")
     g.add_argument("--data-root", help="root folder for dataset:cub / coco / karpathy / folder inputs")
     g.add_argument("--allow-mixed-sizes", action="store_true", help="accept folders whose images differ in size")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -132,7 +132,6 @@ def _data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=64, help="render size for dataset:birds / dataset:scenes")
     p.add_argument("--data-root", help="root folder for dataset:cub / coco / karpathy / folder inputs")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--no-progress", action="store_true")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -252,8 +251,10 @@ def _stats_of(extractor: Any, spec: str, args: argparse.Namespace) -> Any:
 def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
     from .. import __version__
 
+    from .engine import _dist
+
     p = extractor.provenance
-    return {"extractor": p.extractor, "weights": p.weights, "weights_sha256": p.weights_sha256,
+    return {"processes": _dist()[1], "extractor": p.extractor, "weights": p.weights, "weights_sha256": p.weights_sha256,
             "resize_mode": p.resize_mode, "input_size": p.input_size, "feature_dim": p.feature_dim,
             "seed": args.seed, "version": __version__}
 

@@ -33,9 +33,11 @@ from ..errors import MetricInputError
 
 ArrayLike = Any  # np.ndarray or torch.Tensor (torch is imported only if already loaded)
 
-# An eigenvalue of Σ1 below max(w) * d * eps is rounding noise (numpy's matrix_rank
+# An eigenvalue below max(eigenvalue) * size * eps is rounding noise (numpy's matrix_rank
 # tolerance); keeping it would add √noise terms to the trace (measured: 7e-9 relative
-# error at d=2048, n=1000) and make the second eigendecomposition larger.
+# error at d=2048, n=1000; 1e-8 when only Σ2 is rank-deficient) and, for Σ1, make the
+# second eigendecomposition larger. Setting it to 0 is the clamp at 0 applied at the
+# precision the matrix actually has.
 _RANK_RTOL_FACTOR = 1.0
 # Tolerances for accepting a user-provided covariance (float32-saved files are common).
 _SYM_RTOL = 1e-5
@@ -101,8 +103,10 @@ def _check_stats(mu: np.ndarray, sigma: np.ndarray, tag: str) -> None:
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
 
-    Stable symmetric form: S = Σ1^½ by ``eigh`` (eigenvalues clamped at 0, those below
-    the rank tolerance dropped), Tr (Σ1Σ2)^½ = Σ √max(eig(S Σ2 S), 0).
+    Stable symmetric form: S = Σ1^½ by ``eigh``, Tr (Σ1Σ2)^½ = Σ √max(eig(S Σ2 S), 0).
+    Both eigendecompositions clamp at 0 at the matrix's precision: eigenvalues below
+    max·size·eps (numpy's rank tolerance) count as 0, so a rank-deficient Σ1 or Σ2 (fewer
+    samples than dimensions) gives the exact low-rank value, in either argument order.
 
     Args:
         mu1, mu2: means, shape (d,).
@@ -141,7 +145,10 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         evmax = max(float(ev[-1]), 0.0)
         if ev[0] < -_PSD_RTOL * max(evmax, 1e-300) and ev[0] < -1e-12:
             raise MetricInputError(f"sigma2 is not positive semi-definite (eigenvalue {ev[0]:.3g} of Σ1^½ Σ2 Σ1^½)")
-        tr_sqrt = float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+        # same rank tolerance as for Σ1: when Σ2 is the rank-deficient one, its null space
+        # shows up here as eigenvalues of rounding size whose square roots are not small
+        ev[ev <= evmax * len(ev) * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR] = 0.0
+        tr_sqrt = float(np.sqrt(ev).sum())
     diff = m1 - m2
     fid = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_sqrt
     return max(fid, 0.0)

@@ -271,7 +271,12 @@ def _count_tile(tile: Any, thr_row: Any, thr_col: Any, pr: np.ndarray, pc: np.nd
             cnt_r -= np.bincount(pr, weights=ge_r[ipr, ipc].cpu().numpy(), minlength=len(cnt_r)).astype(np.int64)
         return cnt_r, cnt_c
     cmp = np.greater if strict else np.greater_equal
-    cnt_c = np.count_nonzero(cmp(tile, thr_col[None, :]), axis=0)
+    ge = cmp(tile, thr_col[None, :])
+    if ge.shape[0] < 2**16:  # summing bytes into uint16 down the columns is ~5x faster than count_nonzero
+        cnt_c = np.add.reduce(ge.view(np.uint8), axis=0, dtype=np.uint16).astype(np.int64)
+    else:
+        cnt_c = np.count_nonzero(ge, axis=0)
+    del ge
     cnt_r = np.count_nonzero(cmp(tile, thr_row[:, None]), axis=1)
     if len(pr):
         v = tile[pr, pc]

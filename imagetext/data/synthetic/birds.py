@@ -18,6 +18,7 @@ from ._common import (
     SUPERSAMPLE,
     TEXTURES,
     Rng,
+    article,
     contrast_colour,
     draw_background,
     draw_clutter,
@@ -25,7 +26,6 @@ from ._common import (
     jitter_colour,
     join_list,
     paste_layer,
-    random_muted_colour,
     round_floats,
     shade,
 )
@@ -52,6 +52,14 @@ BIRD_ATTRIBUTES: Dict[str, List[str]] = {
 }
 #: Per-image attributes (not part of the species) that captions may also mention.
 BIRD_POSES = ["perched", "flying"]
+BIRD_FACINGS = ["left", "right"]
+#: Named background colours (jittered per image; the texture varies independently).
+BIRD_BACKGROUNDS: Dict[str, RGB] = {
+    "blue": (150, 190, 225), "green": (156, 196, 134), "dark green": (62, 100, 60), "beige": (222, 206, 172),
+    "grey": (160, 160, 158), "brown": (140, 110, 80), "white": (236, 236, 230), "purple": (150, 128, 172),
+}
+#: Caption keys beyond the species attributes, with the chance that a caption mentions each.
+BIRD_IMAGE_KEYS: Dict[str, float] = {"pose": 0.3, "facing": 0.2, "background_colour": 0.35}
 #: Words a caption may use for each colour.
 BIRD_COLOUR_WORDS: Dict[str, List[str]] = {c: [c] for c in BIRD_COLOURS}
 BIRD_COLOUR_WORDS["grey"] = ["grey", "gray"]
@@ -129,25 +137,23 @@ def class_disjoint_split() -> Tuple[List[int], List[int]]:
 
 # ----------------------------------------------------------------------------- sampling
 
-_BG_PALETTE: List[RGB] = [(150, 190, 225), (172, 202, 150), (70, 108, 66), (222, 206, 172),
-                          (160, 160, 158), (140, 116, 92), (232, 232, 226), (96, 120, 150)]
-
-
 def sample_bird(rng: Rng, species_id: int, img_seed: int) -> Dict[str, Any]:
     """Full ground truth of one image (species attributes plus per-image variation)."""
     name = SPECIES_NAMES[species_id]
-    base = rng.choice(_BG_PALETTE) if rng.chance(0.7) else random_muted_colour(rng)
+    bg = rng.choice(list(BIRD_BACKGROUNDS))
     return {
         "species": name,
         "species_id": species_id,
         **SPECIES[name],
         "pose": rng.choice(BIRD_POSES),
-        "facing": rng.choice(["left", "right"]),
+        "facing": rng.choice(BIRD_FACINGS),
+        "background_colour": bg,
         "x": round_floats(rng.uniform(0.4, 0.6)),
         "y": round_floats(rng.uniform(0.4, 0.6)),
         "scale": round_floats(rng.uniform(0.6, 0.95)),
         "rotation": round_floats(rng.uniform(-25, 25), 2),
-        "background": {"texture": rng.choice(TEXTURES), "colour": list(jitter_colour(base, rng, 0.05, 0.2, 0.15))},
+        "background": {"texture": rng.choice(TEXTURES),
+                       "colour": list(jitter_colour(BIRD_BACKGROUNDS[bg], rng, 0.03, 0.15, 0.1))},
         "clutter": rng.randint(0, 8),
         "noise": round_floats(rng.uniform(0.0, 10.0), 2),
         "image_seed": img_seed,
@@ -205,6 +211,10 @@ _POSE_SUFFIX = {"perched": ["perched on a branch", "sitting on a branch", "resti
                 "flying": ["in flight", "flying", "with its wings spread"]}
 _POSE_CLAUSE = {"perched": ["it is perched on a branch", "it sits on a branch"],
                 "flying": ["it is flying", "it is in flight"]}
+_FACING_SUFFIX = ["facing {d}", "looking to the {d}", "turned to the {d}"]
+_FACING_CLAUSE = ["it faces {d}", "it is looking to the {d}"]
+_BACKGROUND_SUFFIX = ["against a {c} background", "in front of a {c} background", "on a {c} background"]
+_BACKGROUND_CLAUSE = ["the background is {c}", "the backdrop is {c}"]
 _SUBJECT_DEF = ["this bird", "the bird", "this small bird", "this little bird", "this particular bird"]
 _SUBJECT_INDEF = ["a bird", "a small bird", "a little bird"]
 _SPECIES_KEYS = ("body_shape", "body_colour", "wing_colour", "pattern", "accent")
@@ -216,11 +226,11 @@ def _colour(rng: Rng, name: str) -> str:
 
 def bird_caption(rng: Rng, gt: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
     """One caption and the attributes it mentions (a subset of ``gt``)."""
-    k = rng.weighted([1, 2, 3, 4, 5], [0.12, 0.33, 0.32, 0.17, 0.06])
+    k = rng.weighted([1, 2, 3, 4, 5], [0.06, 0.2, 0.34, 0.25, 0.15])
     keys = rng.sample(_SPECIES_KEYS, k)
-    if rng.chance(0.2):
-        keys.append("pose")
-    mentioned = {key: gt[key] for key in _SPECIES_KEYS + ("pose",) if key in keys}
+    extras = [key for key, p in BIRD_IMAGE_KEYS.items() if rng.chance(p)]
+    rng.shuffle(extras)
+    mentioned = {key: gt[key] for key in _SPECIES_KEYS + tuple(BIRD_IMAGE_KEYS) if key in keys + extras}
 
     adjs: List[str] = []  # adjectives of the subject ("a slender red bird")
     if "body_shape" in mentioned and rng.chance(0.5):
@@ -229,9 +239,6 @@ def bird_caption(rng: Rng, gt: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
     if "body_colour" in mentioned and rng.chance(0.35):
         adjs.append(_colour(rng, gt["body_colour"]))
         keys.remove("body_colour")
-    pose = "pose" in keys
-    if pose:
-        keys.remove("pose")
     rng.shuffle(keys)
     clause_style = rng.chance(0.3) and bool(keys)
     parts = [_clause(rng, key, gt, keys) if clause_style else _noun_phrase(rng, key, gt, keys) for key in keys]
@@ -239,35 +246,39 @@ def bird_caption(rng: Rng, gt: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
 
     adj = " ".join(adjs)
     if clause_style:
-        clauses = parts + ([rng.choice(_POSE_CLAUSE[gt["pose"]])] if pose else [])
-        text = (f"this is {_a(adj)} {adj} bird; " if adj else "") + join_list(clauses, rng)
-    elif not parts:
-        text = f"{_a(adj)} {adj} bird"  # adj is non-empty: at least one attribute is mentioned
-        if rng.chance(0.5):
-            text = "this is " + text
-        if pose:
-            text += " " + rng.choice(_POSE_SUFFIX[gt["pose"]])
+        clauses = parts + [_image_phrase(rng, key, gt, clause=True) for key in extras]
+        text = (f"this is {article(adj)} {adj} bird; " if adj else "") + join_list(clauses, rng)
     else:
-        style = rng.randint(0, 2)
-        if style == 0:
-            subj = rng.choice(_SUBJECT_DEF)
-            if adj:
-                subj = subj.replace("bird", f"{adj} bird")
-            text = f"{subj} has {join_list(parts, rng)}"
-        elif style == 1:
-            subj = rng.choice(_SUBJECT_INDEF)
-            if adj:
-                subj = f"{_a(adj)} {adj} bird" if subj == "a bird" else subj.replace("bird", f"{adj} bird")
-            text = f"{subj} with {join_list(parts, rng)}"
+        if not parts:
+            text = f"{article(adj)} {adj} bird"  # adj is non-empty: at least one attribute is mentioned
+            if rng.chance(0.5):
+                text = "this is " + text
         else:
-            text = f"{join_list(parts, rng)} on this {adj + ' ' if adj else ''}bird"
-        if pose:
-            text += ", " + rng.choice(_POSE_SUFFIX[gt["pose"]])
+            style = rng.randint(0, 2)
+            if style == 0:
+                subj = rng.choice(_SUBJECT_DEF)
+                if adj:
+                    subj = subj.replace("bird", f"{adj} bird")
+                text = f"{subj} has {join_list(parts, rng)}"
+            elif style == 1:
+                subj = rng.choice(_SUBJECT_INDEF)
+                if adj:
+                    subj = f"{article(adj)} {adj} bird" if subj == "a bird" else subj.replace("bird", f"{adj} bird")
+                text = f"{subj} with {join_list(parts, rng)}"
+            else:
+                text = f"{join_list(parts, rng)} on this {adj + ' ' if adj else ''}bird"
+        for key in extras:
+            text += ", " + _image_phrase(rng, key, gt, clause=False)
     return " ".join(text.split()) + ".", mentioned
 
 
-def _a(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+def _image_phrase(rng: Rng, key: str, gt: Dict[str, Any], clause: bool) -> str:
+    """Pose, facing or background, as a trailing phrase or as a clause."""
+    if key == "pose":
+        return rng.choice((_POSE_CLAUSE if clause else _POSE_SUFFIX)[gt["pose"]])
+    if key == "facing":
+        return rng.choice(_FACING_CLAUSE if clause else _FACING_SUFFIX).format(d=gt["facing"])
+    return rng.choice(_BACKGROUND_CLAUSE if clause else _BACKGROUND_SUFFIX).format(c=gt["background_colour"])
 
 
 def _noun_phrase(rng: Rng, key: str, gt: Dict[str, Any], keys: List[str]) -> str:
@@ -275,7 +286,7 @@ def _noun_phrase(rng: Rng, key: str, gt: Dict[str, Any], keys: List[str]) -> str
     if key == "body_colour":
         if rng.chance(0.25):
             return f"{_colour(rng, gt['body_colour'])} body feathers"
-        return f"{_a(gt['body_colour'])} {_colour(rng, gt['body_colour'])} {rng.choice(_BODY_NOUN)}"
+        return f"{article(gt['body_colour'])} {_colour(rng, gt['body_colour'])} {rng.choice(_BODY_NOUN)}"
     if key == "wing_colour":
         if "pattern" in keys:
             return rng.choice(_WING_PATTERN_NP[gt["pattern"]]).format(c=_colour(rng, gt["wing_colour"]))
@@ -451,7 +462,3 @@ def render_bird(gt: Dict[str, Any], size: int) -> Image.Image:
     paste_layer(img, bird, gt["x"] * canvas, gt["y"] * canvas, gt["rotation"])
     return finish(img, size, gt["noise"], gt["image_seed"])
 
-
-def species_rows() -> Sequence[Tuple[str, Dict[str, str]]]:
-    """(name, attributes) rows of the species table, in label order."""
-    return [(n, SPECIES[n]) for n in SPECIES_NAMES]
