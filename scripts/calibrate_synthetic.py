@@ -187,7 +187,7 @@ def run(world: str, a: argparse.Namespace) -> Dict[str, Any]:
     ceiling = round(float(np.mean([1.0 / max(1, k) for k in n_match]) * 100), 2)
     return {
         "world": world, "size": a.size, "n_train": a.n_train, "n_test": a.n_test, "world_seed": a.world_seed,
-        "seed": a.seed, "text_encoder": a.text, "steps": steps, "batch": a.batch, "final_loss": round(float(loss), 4),
+        "seed": a.seed, "text_encoder": a.text, "steps": steps, "batch": a.batch, "final_loss": round(loss.item(), 4),
         "t2i": t2i, "i2t": i2t, "t2i_R@1_ceiling": ceiling,
         "median_images_matching_first_caption": float(np.median(n_match)),
         "seconds": {"render": round(t_render, 1), "train": round(t_train, 1), "total": round(time.time() - t0, 1)},

