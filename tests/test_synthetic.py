@@ -13,6 +13,7 @@ from imagetext.errors import ConfigError
 from imagetext.data.synthetic import (
     BIRD_ATTRIBUTES,
     BIRD_COLOUR_WORDS,
+    BIRD_MENTION_VALUES,
     RELATIONS,
     SCENE_CATEGORIES,
     SCENE_COLOURS,
@@ -137,6 +138,7 @@ def test_bird_captions_mention_only_true_attributes():
             assert mentioned, cap
             text = words(cap)
             for key, value in mentioned.items():
+                assert value in BIRD_MENTION_VALUES[key], (cap, key)  # the evaluator's vocabulary
                 assert gt[key] == value, (cap, key)
                 if key in ("body_colour", "wing_colour"):
                     assert any(f" {w} " in text for w in BIRD_COLOUR_WORDS[value]), (cap, key)

@@ -15,6 +15,7 @@ from .birds import (
     BIRD_COLOURS,
     BIRD_FACINGS,
     BIRD_IMAGE_KEYS,
+    BIRD_MENTION_VALUES,
     BIRD_POSES,
     SPECIES,
     SPECIES_NAMES,
@@ -45,7 +46,7 @@ from .world import (
 
 __all__ = [
     "BIRD_ATTRIBUTES", "BIRD_BACKGROUNDS", "BIRD_COLOUR_WORDS", "BIRD_COLOURS", "BIRD_FACINGS", "BIRD_IMAGE_KEYS",
-    "BIRD_POSES", "SPECIES", "SPECIES_NAMES",
+    "BIRD_MENTION_VALUES", "BIRD_POSES", "SPECIES", "SPECIES_NAMES",
     "class_disjoint_split", "INVERSE_RELATION", "RELATION_WORDS", "RELATIONS", "SCENE_CATEGORIES",
     "SCENE_COLOUR_RGB", "SCENE_COLOURS", "SCENE_NOUNS", "SCENE_SIZES", "SIZE_WORDS", "CAPTIONS_PER_IMAGE",
     "GENERATOR_VERSION", "WORLDS", "class_names", "load_synthetic", "make_captions", "make_ground_truth",

@@ -60,6 +60,10 @@ BIRD_BACKGROUNDS: Dict[str, RGB] = {
 }
 #: Caption keys beyond the species attributes, with the chance that a caption mentions each.
 BIRD_IMAGE_KEYS: Dict[str, float] = {"pose": 0.3, "facing": 0.2, "background_colour": 0.35}
+#: Every key a bird caption can mention (``caption_attributes``) -> its possible values.
+BIRD_MENTION_VALUES: Dict[str, List[str]] = {
+    **BIRD_ATTRIBUTES, "pose": BIRD_POSES, "facing": BIRD_FACINGS, "background_colour": list(BIRD_BACKGROUNDS),
+}
 #: Words a caption may use for each colour.
 BIRD_COLOUR_WORDS: Dict[str, List[str]] = {c: [c] for c in BIRD_COLOURS}
 BIRD_COLOUR_WORDS["grey"] = ["grey", "gray"]
