@@ -20,8 +20,8 @@ def head_specs(world: str) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, List[st
     from ..data import synthetic as syn
 
     if world == "birds":
-        values = {"species": list(syn.SPECIES_NAMES), **{k: list(v) for k, v in syn.BIRD_ATTRIBUTES.items()},
-                  "pose": list(syn.BIRD_POSES)}
+        # every key a bird caption can mention gets a head, so every mention can be judged
+        values = {"species": list(syn.SPECIES_NAMES), **{k: list(v) for k, v in syn.BIRD_MENTION_VALUES.items()}}
         heads = {k: {"kind": "single", "n": len(v)} for k, v in values.items()}
         return heads, values
     if world == "scenes":

@@ -2,12 +2,13 @@
 
 FID = ‖μ1-μ2‖² + Tr Σ1 + Tr Σ2 - 2 Tr (Σ1Σ2)^½.
 
-:func:`frechet_distance` uses the stable symmetric form: with Σ1 = V diag(w) Vᵀ
-(``eigh``) and S = Σ1^½, the eigenvalues of Σ1Σ2 are those of the symmetric PSD
-matrix S Σ2 S, so Tr (Σ1Σ2)^½ = Σ √max(eig(S Σ2 S), 0). Because V is orthogonal, S Σ2 S
-has the same eigenvalues as D^½ (Vᵀ Σ2 V) D^½ with D = diag(w), which is cheaper
-(two matmuls, then ``eigvalsh`` on the rank of Σ1 rather than on d). No complex
-numbers, no ``sqrtm`` iterations, and no imaginary parts to discard.
+:func:`frechet_distance` uses the stable symmetric form: with S = Σ1^½, the eigenvalues
+of Σ1Σ2 are those of the symmetric PSD matrix S Σ2 S, so Tr (Σ1Σ2)^½ =
+Σ √max(eig(S Σ2 S), 0). Any factor F with F Fᵀ = Σ1 has the same eigenvalues for
+Fᵀ Σ2 F (F = S Q, Q orthogonal): with Σ1 = V diag(w) Vᵀ (``eigh``) the factor V diag(√w)
+restricted to the range of Σ1 gives ``eigvalsh`` on the rank of Σ1 rather than on d, and
+when Σ1 is positive definite the Cholesky factor is cheaper still. No complex numbers,
+no ``sqrtm`` iterations, and no imaginary parts to discard.
 
 :class:`FeatureStats` accumulates (count, sum, sum of outer products) in float64 so that
 statistics stream over batches, merge across workers and processes, and round-trip
@@ -28,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 
 from ..errors import MetricInputError
 
@@ -110,17 +112,52 @@ def _check_stats(mu: np.ndarray, sigma: np.ndarray, tag: str) -> None:
         raise MetricInputError(f"sigma{tag} has a negative variance on its diagonal; not a covariance")
 
 
-def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
+def _sqrt_factor(s1: np.ndarray, method: str) -> Tuple[np.ndarray, bool]:
+    """A factor F with F Fᵀ = Σ1, and whether it came from Cholesky.
+
+    Any such F gives eig(Fᵀ Σ2 F) = eig(Σ1 Σ2) = eig(S Σ2 S) (F = S Q for an orthogonal Q).
+    Cholesky (d³/3 flops) is used when Σ1 is numerically positive definite: every pivot
+    above d·eps·max diag, the rank tolerance LAPACK's pivoted Cholesky uses. Otherwise
+    (fewer samples than dimensions) S = V √w from ``eigh``, restricted to the eigenvalues
+    above max(w)·d·eps, so the second eigenproblem has the size of the rank.
+    """
+    d = s1.shape[0]
+    eps = np.finfo(np.float64).eps * _RANK_RTOL_FACTOR
+    if method in ("auto", "cholesky"):
+        try:
+            chol = scipy.linalg.cholesky(s1, lower=True, check_finite=False)
+            if np.diag(chol).min() ** 2 > d * eps * float(np.diag(s1).max()):
+                return chol, True
+        except np.linalg.LinAlgError:
+            pass
+        if method == "cholesky":
+            raise MetricInputError("sigma1 is not numerically positive definite; use method='eigh' or 'auto'")
+    w, v = scipy.linalg.eigh(s1, driver="evd", check_finite=False)
+    wmax = max(float(w[-1]), 0.0)
+    if w[0] < -_PSD_RTOL * max(wmax, 1e-300) and w[0] < -1e-12:
+        raise MetricInputError(f"sigma1 is not positive semi-definite (smallest eigenvalue {w[0]:.3g})")
+    keep = w > wmax * d * eps
+    return v[:, keep] * np.sqrt(w[keep]), False
+
+
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike,
+                     method: str = "auto") -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
 
-    Stable symmetric form: S = Σ1^½ by ``eigh``, Tr (Σ1Σ2)^½ = Σ √max(eig(S Σ2 S), 0).
-    Both eigendecompositions clamp at 0 at the matrix's precision: eigenvalues below
-    max·size·eps (numpy's rank tolerance) count as 0, so a rank-deficient Σ1 or Σ2 (fewer
-    samples than dimensions) gives the exact low-rank value, in either argument order.
+    Stable symmetric form: Tr (Σ1Σ2)^½ = Σ √max(eig(S Σ2 S), 0) with S a square-root
+    factor of Σ1; S Σ2 S is symmetric PSD, so ``eigvalsh`` applies (no complex numbers,
+    no ``sqrtm`` iterations). Both factorisations clamp at 0 at the matrix's precision:
+    eigenvalues below max·size·eps (numpy's rank tolerance) count as 0, so a
+    rank-deficient Σ1 or Σ2 (fewer samples than dimensions) gives the exact low-rank
+    value in either argument order.
 
     Args:
         mu1, mu2: means, shape (d,).
         sigma1, sigma2: covariances, shape (d, d), symmetric positive semi-definite.
+        method: how S is obtained. "eigh": S = V diag(√w) from ``eigh(Σ1)`` (METHODS §5);
+            "cholesky": the Cholesky factor (2-3x faster at d=2048; needs Σ1 positive
+            definite); "auto" (default): Cholesky when Σ1 is numerically positive definite,
+            else eigh. All give the same value to rounding.
 
     Returns:
         The distance (>= 0; a rounding residue below zero is returned as 0.0).
@@ -128,6 +165,8 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     Raises:
         MetricInputError: mismatched shapes, NaN/inf, a non-symmetric or non-PSD covariance.
     """
+    if method not in ("auto", "eigh", "cholesky"):
+        raise MetricInputError(f"method must be 'auto', 'eigh' or 'cholesky', got {method!r}")
     m1 = to_numpy(mu1, "mu1", ndim=1)
     m2 = to_numpy(mu2, "mu2", ndim=1)
     s1 = to_numpy(sigma1, "sigma1", ndim=2)
@@ -138,25 +177,22 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         raise MetricInputError(f"set 1 has {m1.shape[0]}-d statistics, set 2 has {m2.shape[0]}-d; features must match")
     s1 = 0.5 * (s1 + s1.T)
     s2 = 0.5 * (s2 + s2.T)
-    d = m1.shape[0]
 
-    w, v = scipy.linalg.eigh(s1, driver="evd")
-    wmax = max(float(w[-1]), 0.0)
-    if w[0] < -_PSD_RTOL * max(wmax, 1e-300) and w[0] < -1e-12:
-        raise MetricInputError(f"sigma1 is not positive semi-definite (smallest eigenvalue {w[0]:.3g})")
-    keep = w > wmax * d * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR
+    factor, triangular = _sqrt_factor(s1, method)
     tr_sqrt = 0.0
-    if keep.any():
-        vk = v[:, keep]
-        r = np.sqrt(w[keep])
-        b = vk.T @ s2 @ vk  # = Vᵀ Σ2 V on the range of Σ1
-        m = b * r[:, None] * r[None, :]
-        ev = scipy.linalg.eigvalsh(0.5 * (m + m.T), driver="evd")
+    if factor.shape[1]:
+        # Fᵀ Σ2 F: its eigenvalues are those of S Σ2 S on the range of Σ1
+        if triangular:  # two triangular products cost half of two general ones
+            m = scipy.linalg.blas.dtrmm(1.0, factor, s2, side=1, lower=1)
+            m = scipy.linalg.blas.dtrmm(1.0, factor, m, side=0, lower=1, trans_a=1, overwrite_b=1)
+        else:
+            m = factor.T @ s2 @ factor
+        ev = scipy.linalg.eigvalsh(0.5 * (m + m.T), driver="evd", check_finite=False)
         evmax = max(float(ev[-1]), 0.0)
         if ev[0] < -_PSD_RTOL * max(evmax, 1e-300) and ev[0] < -1e-12:
             raise MetricInputError(f"sigma2 is not positive semi-definite (eigenvalue {ev[0]:.3g} of Σ1^½ Σ2 Σ1^½)")
-        # same rank tolerance as for Σ1: when Σ2 is the rank-deficient one, its null space
-        # shows up here as eigenvalues of rounding size whose square roots are not small
+        # same rank tolerance: when Σ2 is the rank-deficient one (or Σ1 is nearly so), null
+        # directions show up here as rounding-size eigenvalues whose square roots are not small
         ev[ev <= evmax * len(ev) * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR] = 0.0
         tr_sqrt = float(np.sqrt(ev).sum())
     diff = m1 - m2
@@ -170,8 +206,9 @@ def _lowrank_cost(n1: int, n2: int, d: int) -> float:
 
 
 def _full_cost(n1: int, n2: int, d: int) -> float:
-    # covariances + eigh (~9 d³ for vectors) + two d³ matmuls + eigvalsh (~4/3 d³)
-    return float(n1 + n2) * d * d + 12.0 * float(d) ** 3
+    # covariances, then Cholesky + triangular products + eigvalsh (~4 d³) when Σ1 has full
+    # rank (n1 > d), else eigh with vectors + products + eigvalsh (~12 d³)
+    return float(n1 + n2) * d * d + (4.0 if n1 > d else 12.0) * float(d) ** 3
 
 
 def fid_from_features(x1: ArrayLike, x2: ArrayLike, method: str = "auto") -> float:
@@ -213,8 +250,9 @@ def fid_from_features(x1: ArrayLike, x2: ArrayLike, method: str = "auto") -> flo
 class FeatureStats:
     """Streaming Gaussian statistics of features: count, sum, sum of outer products (float64).
 
-    Sums are kept about a fixed shift (the first batch's mean) so that Σ = (ΣyyᵀS - ss̄ᵀ/n)/(n-1)
-    does not lose digits to cancellation when the mean is large against the spread.
+    Sums are kept about a fixed shift c (the first batch's mean): with y = x - c and
+    s = Σy, Σ = (Σyyᵀ - ssᵀ/n)/(n-1) does not lose digits to cancellation when the mean is
+    large against the spread (a plain Σxxᵀ - nμμᵀ would).
     Memory is O(d²) whatever the number of images (raw features only if ``keep_features``).
 
     Example:

@@ -183,9 +183,6 @@ class _SubSimilarity:
         return self.parent.block(self.rows[rows], self.cols[cols])
 
 
-Provider = Union[DenseSimilarity, EmbeddingSimilarity, BlockSimilarity, _SubSimilarity]
-
-
 def as_provider(sims: Any) -> Any:
     """Wrap an array / tensor as :class:`DenseSimilarity`; providers pass through."""
     if hasattr(sims, "block") and hasattr(sims, "shape"):

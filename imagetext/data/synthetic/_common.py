@@ -12,7 +12,7 @@ import colorsys
 import hashlib
 import math
 import random
-from typing import Any, List, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Sequence, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -237,3 +237,11 @@ def join_list(items: Sequence[str], rng: Rng) -> str:
 
 def round_floats(x: float, nd: int = 4) -> float:
     return float(round(x, nd))
+
+
+def caption_set(tag: str, gt: Dict[str, Any], n: int,
+                one: Callable[[Rng, Dict[str, Any]], Tuple[str, Any]]) -> Tuple[List[str], List[Any]]:
+    """``n`` captions from ``one(rng, gt)`` and, aligned, what each mentions (seeded by the image)."""
+    rng = Rng(tag, gt["image_seed"])
+    pairs = [one(rng, gt) for _ in range(n)]
+    return [c for c, _ in pairs], [a for _, a in pairs]

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from PIL import Image, ImageDraw
 
 from ._common import (
+    caption_set,
     RGB,
     SUPERSAMPLE,
     TEXTURES,
@@ -319,13 +320,7 @@ def _clause(rng: Rng, key: str, gt: Dict[str, Any], keys: List[str]) -> str:
 
 def bird_captions(gt: Dict[str, Any], n: int = 10) -> Tuple[List[str], List[Dict[str, str]]]:
     """``n`` captions of one image and, aligned, the attributes each one mentions."""
-    rng = Rng("bird-captions", gt["image_seed"])
-    caps, atts = [], []
-    for _ in range(n):
-        c, a = bird_caption(rng, gt)
-        caps.append(c)
-        atts.append(a)
-    return caps, atts
+    return caption_set("bird-captions", gt, n, bird_caption)
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Tuple
 from PIL import Image, ImageDraw
 
 from ._common import (
+    caption_set,
     RGB,
     SUPERSAMPLE,
     TEXTURES,
@@ -191,13 +192,7 @@ def scene_caption(rng: Rng, gt: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
 
 def scene_captions(gt: Dict[str, Any], n: int = 5) -> Tuple[List[str], List[Dict[str, Any]]]:
     """``n`` captions of one scene and, aligned, what each one mentions."""
-    rng = Rng("scene-captions", gt["image_seed"])
-    caps, atts = [], []
-    for _ in range(n):
-        c, a = scene_caption(rng, gt)
-        caps.append(c)
-        atts.append(a)
-    return caps, atts
+    return caption_set("scene-captions", gt, n, scene_caption)
 
 
 # ----------------------------------------------------------------------------- rendering
