@@ -2,7 +2,9 @@
 
 FID at d=2048 (Inception pool3 width), full-rank (4000 samples) and rank-deficient
 (1000 samples) covariances:
-  ours      imagetext.metrics.frechet_distance (eigh of Σ1, Vᵀ Σ2 V on its range, eigvalsh)
+  ours      imagetext.metrics.frechet_distance, default method="auto": Cholesky factor L of
+            Σ1 when positive definite (eigvalsh of Lᵀ Σ2 L), else eigh restricted to the rank
+  ours-eigh frechet_distance(method="eigh"): S from eigh(Σ1) always (the METHODS §5 form)
   eigh      a plain symmetric form: S = Σ1^½ by eigh, eigvalsh(S Σ2 S), full size
   eigvals   torchmetrics' _compute_fid: eigvals(Σ1 Σ2) (torch-fidelity uses the same form)
   sqrtm     pytorch-fid's form: scipy.linalg.sqrtm(Σ1 Σ2), real part of the trace
@@ -98,7 +100,7 @@ def bench_fid(d: int, cases: Dict[str, int], repeats: int) -> Dict[str, dict]:
     mix = np.random.default_rng(12345).standard_normal((d, d)) / np.sqrt(d)
     out: Dict[str, dict] = {}
     for case, n in cases.items():
-        methods = ["ours", "eigh", "eigvals", "sqrtm"] + (["lowrank"] if n < d else [])
+        methods = ["ours", "ours-eigh", "eigh", "eigvals", "sqrtm"] + (["lowrank"] if n < d else [])
         times: Dict[str, List[float]] = {m: [] for m in methods}
         diffs: Dict[str, List[float]] = {m: [] for m in methods}
         values: List[float] = []
@@ -107,7 +109,8 @@ def bench_fid(d: int, cases: Dict[str, int], repeats: int) -> Dict[str, dict]:
             x1, x2 = make_features(rng, n, mix, 0.4), make_features(rng, n, mix, 0.45)
             st = [(x.mean(0), np.cov(x, rowvar=False)) for x in (x1, x2)]
             args = (st[0][0], st[0][1], st[1][0], st[1][1])
-            fns = {"ours": lambda: frechet_distance(*args), "eigh": lambda: fid_plain_eigh(*args),
+            fns = {"ours": lambda: frechet_distance(*args), "ours-eigh": lambda: frechet_distance(*args, method="eigh"),
+                   "eigh": lambda: fid_plain_eigh(*args),
                    "eigvals": lambda: fid_eigvals(*args), "sqrtm": lambda: fid_sqrtm(*args),
                    "lowrank": lambda: fid_from_features(x1, x2, method="lowrank")}
             vals = {}

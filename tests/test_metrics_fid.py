@@ -23,22 +23,41 @@ def _features(rng, n, d, shift=0.0):
 
 
 # ----------------------------------------------------------------- closed forms
-def test_one_dimensional_closed_form():
+@pytest.mark.parametrize("method", ["auto", "eigh", "cholesky"])
+def test_one_dimensional_closed_form(method):
     # N(m1, s1²) vs N(m2, s2²): (m1-m2)² + (s1-s2)²
-    fid = frechet_distance([1.5], [[4.0]], [-0.5], [[9.0]])
+    fid = frechet_distance([1.5], [[4.0]], [-0.5], [[9.0]], method=method)
     assert fid == pytest.approx((1.5 + 0.5) ** 2 + (2.0 - 3.0) ** 2, rel=1e-12)
 
 
-def test_commuting_covariances_closed_form():
+@pytest.mark.parametrize("method", ["auto", "eigh", "cholesky"])
+@pytest.mark.parametrize("zeros", [0, 5])
+def test_commuting_covariances_closed_form(method, zeros):
     rng = np.random.default_rng(0)
     d = 24
     q, _ = np.linalg.qr(rng.standard_normal((d, d)))
     a, b = rng.random(d) + 0.1, rng.random(d) + 0.1
-    a[:5] = 0.0  # rank-deficient Σ1 too
+    a[:zeros] = 0.0  # rank-deficient Σ1 too
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
     s1, s2 = q @ np.diag(a) @ q.T, q @ np.diag(b) @ q.T
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-10)
+    if zeros and method == "cholesky":
+        with pytest.raises(MetricInputError, match="not numerically positive definite"):
+            frechet_distance(mu1, s1, mu2, s2, method=method)
+        return
+    assert frechet_distance(mu1, s1, mu2, s2, method=method) == pytest.approx(expected, rel=1e-10)
+    assert frechet_distance(mu2, s2, mu1, s1, method=method) == pytest.approx(expected, rel=1e-10)
+
+
+def test_factorisations_agree_with_each_other():
+    rng = np.random.default_rng(15)
+    m1, m2 = rng.standard_normal(60), rng.standard_normal(60)
+    s1, s2 = _rand_cov(rng, 60), _rand_cov(rng, 60)
+    ref = frechet_distance(m1, s1, m2, s2, method="eigh")
+    assert frechet_distance(m1, s1, m2, s2, method="cholesky") == pytest.approx(ref, rel=1e-11)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-11)
+    with pytest.raises(MetricInputError, match="method must be"):
+        frechet_distance(m1, s1, m2, s2, method="sqrtm")
 
 
 @pytest.mark.parametrize("rank", [None, 10])
@@ -233,7 +252,7 @@ def test_bad_input_raises_named_errors(tmp_path):
         (lambda: frechet_distance([0.0, np.nan, 0.0], sigma, mu, sigma), "mu1: 1 NaN"),
         (lambda: frechet_distance(mu, sigma, mu, sigma + np.triu(np.ones((3, 3)), 1)), "not symmetric"),
         (lambda: frechet_distance(mu, -np.eye(3), mu, sigma), "negative variance"),
-        (lambda: frechet_distance(mu, np.array([[1, 2, 0], [2, 1, 0], [0, 0, 1.0]]), mu, sigma), "positive semi"),
+        (lambda: frechet_distance(mu, np.array([[1, 2, 0], [2, 1, 0], [0, 0, 1.0]]), mu, sigma), "sigma1 is not positive semi"),
         (lambda: frechet_distance(np.zeros((3, 1)), sigma, mu, sigma), "1-D"),
         (lambda: fid_from_features(rng.standard_normal((1, 3)), rng.standard_normal((5, 3))), "at least 2"),
         (lambda: fid_from_features(rng.standard_normal((4, 3)), rng.standard_normal((5, 2))), "must match"),

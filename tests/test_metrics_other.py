@@ -51,6 +51,24 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shift():
     assert kernel_inception_distance(x[:40], y, subsets=2, subset_size=1000)["subset_size"] == 40
 
 
+def test_kid_and_is_reproduce_torch_fidelity():
+    torch = pytest.importorskip("torch")
+    tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
+    tf_isc = pytest.importorskip("torch_fidelity.metric_isc")
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((60, 6)), rng.standard_normal((50, 6)) + 0.3
+    ref = tf_kid.kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=7,
+                                        kid_subset_size=20, rng_seed=11, verbose=False)
+    ours = kernel_inception_distance(x, y, subsets=7, subset_size=20, seed=11)
+    assert ours["kid"] == pytest.approx(ref[tf_kid.KEY_METRIC_KID_MEAN], rel=1e-12)
+    assert ours["kid_std"] == pytest.approx(ref[tf_kid.KEY_METRIC_KID_STD], rel=1e-10)
+    logits = torch.from_numpy(rng.standard_normal((53, 9)) * 3)
+    ref = tf_isc.isc_features_to_metric(logits, splits=5, rng_seed=2020)
+    ours = inception_score(logits, splits=5, seed=2020, from_logits=True)
+    assert ours["inception_score"] == pytest.approx(ref[tf_isc.KEY_METRIC_ISC_MEAN], rel=1e-12)
+    assert ours["inception_score_std"] == pytest.approx(ref[tf_isc.KEY_METRIC_ISC_STD], rel=1e-9)
+
+
 def test_kid_bad_input():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((10, 4))

@@ -112,32 +112,33 @@ def _check_stats(mu: np.ndarray, sigma: np.ndarray, tag: str) -> None:
         raise MetricInputError(f"sigma{tag} has a negative variance on its diagonal; not a covariance")
 
 
-def _sqrt_factor(s1: np.ndarray, method: str) -> Tuple[np.ndarray, bool]:
-    """A factor F with F Fᵀ = Σ1, and whether it came from Cholesky.
+def _cholesky_pd(s: np.ndarray) -> Optional[np.ndarray]:
+    """Lower Cholesky factor if ``s`` is numerically positive definite, else None.
 
-    Any such F gives eig(Fᵀ Σ2 F) = eig(Σ1 Σ2) = eig(S Σ2 S) (F = S Q for an orthogonal Q).
-    Cholesky (d³/3 flops) is used when Σ1 is numerically positive definite: every pivot
-    above d·eps·max diag, the rank tolerance LAPACK's pivoted Cholesky uses. Otherwise
-    (fewer samples than dimensions) S = V √w from ``eigh``, restricted to the eigenvalues
-    above max(w)·d·eps, so the second eigenproblem has the size of the rank.
+    Numerically: every pivot above d·eps·max diag, the rank tolerance of LAPACK's pivoted
+    Cholesky; smaller pivots mean a rank-deficient matrix.
+    """
+    try:
+        chol = scipy.linalg.cholesky(s, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    tol = s.shape[0] * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR * float(np.diag(s).max())
+    return chol if np.diag(chol).min() ** 2 > tol else None
+
+
+def _eigh_factor(s1: np.ndarray) -> np.ndarray:
+    """S restricted to the range of Σ1: V diag(√w) over the eigenvalues above max(w)·d·eps.
+
+    Used when Σ1 is singular (fewer samples than dimensions); the second eigenproblem
+    then has the size of the rank, not d.
     """
     d = s1.shape[0]
-    eps = np.finfo(np.float64).eps * _RANK_RTOL_FACTOR
-    if method in ("auto", "cholesky"):
-        try:
-            chol = scipy.linalg.cholesky(s1, lower=True, check_finite=False)
-            if np.diag(chol).min() ** 2 > d * eps * float(np.diag(s1).max()):
-                return chol, True
-        except np.linalg.LinAlgError:
-            pass
-        if method == "cholesky":
-            raise MetricInputError("sigma1 is not numerically positive definite; use method='eigh' or 'auto'")
     w, v = scipy.linalg.eigh(s1, driver="evd", check_finite=False)
     wmax = max(float(w[-1]), 0.0)
     if w[0] < -_PSD_RTOL * max(wmax, 1e-300) and w[0] < -1e-12:
         raise MetricInputError(f"sigma1 is not positive semi-definite (smallest eigenvalue {w[0]:.3g})")
-    keep = w > wmax * d * eps
-    return v[:, keep] * np.sqrt(w[keep]), False
+    keep = w > wmax * d * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR
+    return v[:, keep] * np.sqrt(w[keep])
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike,
@@ -156,8 +157,9 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         sigma1, sigma2: covariances, shape (d, d), symmetric positive semi-definite.
         method: how S is obtained. "eigh": S = V diag(√w) from ``eigh(Σ1)`` (METHODS §5);
             "cholesky": the Cholesky factor (2-3x faster at d=2048; needs Σ1 positive
-            definite); "auto" (default): Cholesky when Σ1 is numerically positive definite,
-            else eigh. All give the same value to rounding.
+            definite); "auto" (default): Cholesky of Σ1 if numerically positive definite,
+            else of Σ2 (with the roles swapped; FID is symmetric), else eigh of Σ1.
+            All give the same value to rounding.
 
     Returns:
         The distance (>= 0; a rounding residue below zero is returned as 0.0).
@@ -178,7 +180,21 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     s1 = 0.5 * (s1 + s1.T)
     s2 = 0.5 * (s2 + s2.T)
 
-    factor, triangular = _sqrt_factor(s1, method)
+    # Any F with F Fᵀ = Σ1 works (F = S Q, Q orthogonal): Cholesky when Σ1 is positive
+    # definite; in "auto", else Σ2's (eig(Σ1Σ2) = eig(Σ2Σ1)); else eigh on the range of Σ1.
+    factor: Optional[np.ndarray] = None
+    name2 = "sigma2"
+    if method in ("auto", "cholesky"):
+        factor = _cholesky_pd(s1)
+        if factor is None and method == "auto":
+            factor = _cholesky_pd(s2)
+            if factor is not None:
+                s1, s2, name2 = s2, s1, "sigma1"
+        if factor is None and method == "cholesky":
+            raise MetricInputError("sigma1 is not numerically positive definite; use method='eigh' or 'auto'")
+    triangular = factor is not None
+    if factor is None:
+        factor = _eigh_factor(s1)
     tr_sqrt = 0.0
     if factor.shape[1]:
         # Fᵀ Σ2 F: its eigenvalues are those of S Σ2 S on the range of Σ1
@@ -190,7 +206,7 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         ev = scipy.linalg.eigvalsh(0.5 * (m + m.T), driver="evd", check_finite=False)
         evmax = max(float(ev[-1]), 0.0)
         if ev[0] < -_PSD_RTOL * max(evmax, 1e-300) and ev[0] < -1e-12:
-            raise MetricInputError(f"sigma2 is not positive semi-definite (eigenvalue {ev[0]:.3g} of Σ1^½ Σ2 Σ1^½)")
+            raise MetricInputError(f"{name2} is not positive semi-definite (eigenvalue {ev[0]:.3g} of Σ1^½ Σ2 Σ1^½)")
         # same rank tolerance: when Σ2 is the rank-deficient one (or Σ1 is nearly so), null
         # directions show up here as rounding-size eigenvalues whose square roots are not small
         ev[ev <= evmax * len(ev) * np.finfo(np.float64).eps * _RANK_RTOL_FACTOR] = 0.0
@@ -284,7 +300,7 @@ class FeatureStats:
         self.dim = d
         self._shift = np.zeros(d) if self._shift is None else self._shift
         self._sum = np.zeros(d)
-        self._outer = np.zeros((d, d))
+        self._outer = np.zeros((d, d), order="F")  # upper triangle valid (BLAS syrk)
 
     def _check_mutable(self, what: str) -> None:
         if self._frozen is not None:
@@ -307,7 +323,8 @@ class FeatureStats:
             self._shift = x.mean(axis=0)
         y = x - self._shift
         self._sum += y.sum(axis=0)
-        self._outer += y.T @ y
+        # syrk updates only the upper triangle: ~4x faster than y.T @ y plus an add at d=2048
+        self._outer = scipy.linalg.blas.dsyrk(1.0, y.T, beta=1.0, c=self._outer, trans=0, lower=0, overwrite_c=1)
         self.n += x.shape[0]
         if self.keep_features:
             # kept in their own float precision (float32 halves memory); copied so later edits cannot leak in
@@ -315,12 +332,17 @@ class FeatureStats:
             self._features.append(np.array(keep, copy=True))
         return self
 
+    def _sym_outer(self) -> np.ndarray:
+        """The full symmetric sum of outer products (only its upper triangle is stored)."""
+        u = np.triu(self._outer)
+        return u + np.triu(u, 1).T
+
     def _rebased(self, shift: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(sum, outer) of this object's samples about ``shift`` instead of its own shift."""
         assert self._sum is not None and self._outer is not None and self._shift is not None
         delta = self._shift - shift
         s = self._sum + self.n * delta
-        o = self._outer + np.outer(delta, self._sum) + np.outer(self._sum, delta) + self.n * np.outer(delta, delta)
+        o = self._sym_outer() + np.outer(delta, self._sum) + np.outer(self._sum, delta) + self.n * np.outer(delta, delta)
         return s, o
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
@@ -385,7 +407,7 @@ class FeatureStats:
         mean = head[1:] / max(n_total, 1)
         s, o = self._rebased(mean)
         self._sum = reduce(s)
-        self._outer = reduce(o)
+        self._outer = np.asfortranarray(reduce(o))
         self._shift = mean
         self.n = n_total
         if self.keep_features:
@@ -411,7 +433,7 @@ class FeatureStats:
             return self._frozen[1]
         self._need(2)
         s = self._sum
-        c = (self._outer - np.outer(s, s) / self.n) / (self.n - 1)  # type: ignore[operator]
+        c = (self._sym_outer() - np.outer(s, s) / self.n) / (self.n - 1)  # type: ignore[operator]
         return 0.5 * (c + c.T)
 
     @property
@@ -482,7 +504,7 @@ class FeatureStats:
         if n is not None and n >= 2:
             st._init_dim(mu.shape[0])
             st._shift = mu.copy()
-            st._outer = sigma * (n - 1)
+            st._outer = np.asfortranarray(sigma * (n - 1))
             st.n = n
         else:
             st.dim = mu.shape[0]
@@ -507,4 +529,6 @@ def fid_from_stats(stats1: FeatureStats, stats2: FeatureStats, check_meta: bool 
                 f"statistics come from different feature extractors ({e1!r} vs {e2!r}); "
                 "pass check_meta=False to compare anyway"
             )
-    return frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
+    # with no more samples than dimensions both covariances are singular: skip Cholesky
+    singular = all(st._frozen is None and st.dim is not None and st.n <= st.dim for st in (stats1, stats2))
+    return frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma, method="eigh" if singular else "auto")

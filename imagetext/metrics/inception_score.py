@@ -1,10 +1,11 @@
 """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) ‖ p(y))), in float64.
 
-Protocol: the predictions are shuffled with a seeded generator (torchmetrics and
-torch-fidelity shuffle too; pass ``shuffle=False`` for the original in-order split),
-cut into ``splits`` contiguous parts at i·n//splits (the original OpenAI code), the
-score is computed on each part with p(y) the part's mean prediction, and mean and
-std (ddof 0, as ``np.std`` in the original) over parts are returned.
+Protocol (torch-fidelity's, which follows the original OpenAI code): the predictions are
+shuffled with ``np.random.RandomState(seed).permutation`` (torch-fidelity's default seed
+is 2020; ``shuffle=False`` keeps the original in-order split), cut into ``splits``
+contiguous parts at i·n//splits, the score is computed on each part with p(y) the part's
+mean prediction, and mean and std (ddof 0, ``np.std`` as in the original) over parts are
+returned. torchmetrics differs: ``torch.chunk`` parts and an unbiased (ddof 1) std.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def inception_score(
                 "pass from_logits=True for logits"
             )
     if shuffle:
-        p = p[np.random.default_rng(seed).permutation(n)]
+        p = p[np.random.RandomState(seed).permutation(n)]
     scores = np.empty(splits)
     for k in range(splits):
         part = p[k * n // splits:(k + 1) * n // splits]

@@ -4,6 +4,9 @@ k(x, y) = (γ xᵀy + coef)^degree with γ = 1/d, coef = 1, degree = 3 (the KID 
 the paper, torch-fidelity, clean-fid and torchmetrics). The estimate is averaged over
 ``subsets`` random subsets of ``subset_size`` samples drawn without replacement from
 each set with a seeded generator; the spread is the std over subsets (ddof 0).
+The subsets are drawn exactly as torch-fidelity draws them (``np.random.RandomState(seed)``,
+``choice`` for set 1 then set 2), so with float64 features and the same seed (its
+default is 2020) the two give the same number.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def kernel_inception_distance(
         subset_size: samples per subset from each set; capped at min(n1, n2) (as
             clean-fid does) and the value used is returned.
         degree, gamma, coef0: kernel (γ = 1/d when None).
-        seed: seed of the subset sampler (numpy default_rng).
+        seed: seed of the subset sampler (``np.random.RandomState``, as torch-fidelity).
 
     Returns:
         {"kid": mean over subsets, "kid_std": std over subsets (ddof 0),
@@ -66,7 +69,7 @@ def kernel_inception_distance(
     if subset_size < 2:
         raise MetricInputError(f"subset_size must be >= 2, got {subset_size}")
     m = min(subset_size, x.shape[0], y.shape[0])
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)
     vals = np.empty(subsets)
     for i in range(subsets):
         xi = x[rng.choice(x.shape[0], m, replace=False)]

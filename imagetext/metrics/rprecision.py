@@ -101,7 +101,7 @@ def r_precision(
     num_mismatched: int = 99,
     folds: int = 10,
     seed: int = 0,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ) -> Dict[str, Any]:
     """R-precision (top-1 of the true caption among 1 + ``num_mismatched``).
 
@@ -114,7 +114,7 @@ def r_precision(
         num_mismatched: captions competing with the true one (99 in AttnGAN).
         folds: contiguous folds for mean ± std (needs n >= folds).
         seed: seed of the mismatched-caption sampler.
-        chunk_size: images scored at a time (memory chunk_size x (k+1) x d).
+        chunk_size: images scored at a time (memory ~ chunk_size x k x d floats).
 
     Returns:
         {"r_precision": mean over folds, "r_precision_std": std (ddof 0), "folds",
