@@ -208,3 +208,15 @@ def test_sampler_accepts_ints_and_multilabel_and_validates():
     assert len(list(MPerClassSampler([(0, 2), (0,), (1,), (1, 0)], m=2, batch_size=2))) == 2
     with pytest.raises(ValueError):
         MPerClassSampler([0, 1], m=4, batch_size=2)
+
+
+def test_caption_without_words_tokenises_to_one_unk(tmp_path):
+    """A punctuation-only caption must not reach a recurrent encoder as length 0."""
+    from imagetext.tokenizer import WordTokenizer as RealTokenizer
+
+    split = _split(tmp_path, n=2, captions=2)
+    for s in split.samples:
+        s.captions = ["...", "!!"]
+    tok = RealTokenizer.build(["a bird"])
+    item = ImageTextDataset(split, image_size=8, tokenizer=tok, max_words=4)[0]
+    assert item["lengths"] == 1 and item["tokens"].tolist() == [tok.unk_id, 0, 0, 0]
