@@ -60,16 +60,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     sub = group.add_subparsers(dest="metric", metavar="METRIC")
 
     p = sub.add_parser("fid", help="Frechet distance between two image sets or statistics files")
-    p.add_argument("--real", required=True, help="reference: DIR, FILE.npz or dataset:NAME:SPLIT[:N]")
-    p.add_argument("--fake", required=True, help="generated: DIR, FILE.npz or dataset:NAME:SPLIT[:N]")
+    _pair(p)
     _common(p)
     p.set_defaults(func=_wrap(_fid))
 
     p = sub.add_parser("kid", help="kernel inception distance (needs images, not statistics)")
-    p.add_argument("--real", required=True)
-    p.add_argument("--fake", required=True)
-    p.add_argument("--subsets", type=int, default=100)
-    p.add_argument("--subset-size", type=int, default=1000)
+    _pair(p, kid=True)
     _common(p)
     p.set_defaults(func=_wrap(_kid))
 
@@ -118,14 +114,19 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     _common(p)
     p.set_defaults(func=_wrap(_stats))
 
-    p = sub.add_parser("all", help="FID, KID and IS (+ faithfulness and CLIPScore where prompts are present)")
-    p.add_argument("--real", required=True)
-    p.add_argument("--fake", required=True)
-    p.add_argument("--subsets", type=int, default=100)
-    p.add_argument("--subset-size", type=int, default=1000)
+    p = sub.add_parser("all", help="FID, KID and IS (+ faithfulness with --extractor synth when the images carry prompts)")
+    _pair(p, kid=True)
     p.add_argument("--splits", type=int, default=10)
     _common(p, extractor="synth")
     p.set_defaults(func=_wrap(_all))
+
+
+def _pair(p: argparse.ArgumentParser, kid: bool = False) -> None:
+    p.add_argument("--real", required=True, help="reference: DIR, FILE.npz (FID only) or dataset:NAME:SPLIT[:N]")
+    p.add_argument("--fake", required=True, help="generated: DIR, FILE.npz (FID only) or dataset:NAME:SPLIT[:N]")
+    if kid:
+        p.add_argument("--subsets", type=int, default=100, help="KID: random subsets (default 100)")
+        p.add_argument("--subset-size", type=int, default=1000, help="KID: images per subset, capped at the set size")
 
 
 def _data_opts(p: argparse.ArgumentParser) -> None:
