@@ -208,3 +208,21 @@ def test_cli_rprecision_with_tiny_damsm_encoders(tmp_path, capsys):
                              "--folds", "2"])
     assert res["n"] == 110 and res["num_mismatched"] == 99
     assert 0.0 <= res["r_precision"] < 0.2  # untrained encoders: near chance (1/100)
+
+
+def test_cli_faithfulness_folder_matches_dataset_and_all_reads_once(tmp_path, capsys):
+    """Prompts stay aligned with their images: a written world judged from disk equals the same world in memory."""
+    out = tmp_path / "world"
+    assert main(["data", "synth", "--world", "birds", "--out", str(out), "--n-train", "1", "--n-test", "24",
+                 "--size", "64", "--json"]) == 0
+    capsys.readouterr()
+    from_disk = _cli_json(capsys, ["eval", "faithfulness", "--images", str(out), "--world", "birds"])
+    in_memory = _cli_json(capsys, ["eval", "faithfulness", "--images", "dataset:birds:test:24", "--world", "birds"])
+    assert from_disk["n_images"] == 24
+    assert from_disk["per_attribute"] == in_memory["per_attribute"] and from_disk["overall"] == in_memory["overall"]
+    assert from_disk["overall"] > 0.8  # real images against their own captions
+    res = _cli_json(capsys, ["eval", "all", "--real", "dataset:birds:train:24", "--fake", str(out), "--world", "birds",
+                             "--subsets", "3", "--subset-size", "10", "--splits", "2"])
+    for key in ("fid", "kid", "inception_score", "faithfulness", "weights_sha256"):
+        assert key in res, key
+    assert res["faithfulness"]["overall"] == from_disk["overall"]

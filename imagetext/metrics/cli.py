@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from torch.utils.data import Dataset
+
 from ..dist import init_distributed, is_main_process
 from ..errors import MetricInputError, UserError
 
@@ -178,8 +180,8 @@ def load_split(spec: str, args: argparse.Namespace) -> Any:
     return load_folder(root, "test", BadInputPolicy(on_error="error"))
 
 
-class _SplitImages:
-    """(index, uint8 CHW) over a LoadedSplit, for the extraction engine."""
+class SplitImages(Dataset):
+    """(index, uint8 CHW) over a LoadedSplit, in the split's order (so prompts stay aligned)."""
 
     def __init__(self, split: Any) -> None:
         self.samples = split.samples
@@ -195,22 +197,11 @@ class _SplitImages:
 
 
 def _image_source(spec: str, args: argparse.Namespace) -> Any:
-    """Images to extract from ``spec``: a list of files or a dataset-backed sequence."""
-    from torch.utils.data import Dataset
-
+    """Images to extract from ``spec``: the files of a folder, or a data set's images."""
     from .engine import list_images
 
     if spec.startswith("dataset:"):
-        src = _SplitImages(load_split(spec, args))
-
-        class _D(Dataset):
-            def __len__(self) -> int:
-                return len(src)
-
-            def __getitem__(self, i: int) -> Any:
-                return src[i]
-
-        return _D()
+        return SplitImages(load_split(spec, args))
     return list_images(spec, allow_mixed_sizes=args.allow_mixed_sizes)
 
 
@@ -224,10 +215,11 @@ def _extractor(args: argparse.Namespace) -> Any:
     return FEATURE_EXTRACTORS.build("clip", model_name=args.clip_model, pretrained=args.weights)
 
 
-def _run(extractor: Any, spec: str, args: argparse.Namespace, **keep: bool) -> Any:
+def _run(extractor: Any, spec: str, args: argparse.Namespace, source: Any = None, **keep: bool) -> Any:
+    """Extract features of ``spec`` (or of an already-built ``source`` of its images)."""
     from .engine import extract
 
-    return extract(extractor, _image_source(spec, args), batch_size=args.batch_size,
+    return extract(extractor, _image_source(spec, args) if source is None else source, batch_size=args.batch_size,
                    progress=not args.no_progress, desc=f"features {spec}", **keep)
 
 
@@ -287,10 +279,10 @@ def _kid(args: argparse.Namespace) -> Dict[str, Any]:
     return {"metric": "kid", **res, "real": args.real, "fake": args.fake, **_provenance(ext, args)}
 
 
-def _is_of(ext: Any, spec: str, args: argparse.Namespace) -> Dict[str, Any]:
+def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
+    """IS from the class logits of an extraction."""
     from .inception_score import inception_score
 
-    r = _run(ext, spec, args, keep_logits=True)
     if r.logits is None:
         raise MetricInputError(f"extractor {ext.provenance.extractor} ({ext.provenance.weights}) gives no class logits: "
                                "use --extractor synth, or --extractor inception --weights <torch-fidelity .pth>")
@@ -299,43 +291,46 @@ def _is_of(ext: Any, spec: str, args: argparse.Namespace) -> Dict[str, Any]:
         from scipy.special import expit
 
         p = expit(r.logits.astype(np.float64))
-        p = p / p.sum(1, keepdims=True)
-        return inception_score(p, splits=args.splits, seed=args.seed)
+        return inception_score(p / p.sum(1, keepdims=True), splits=args.splits, seed=args.seed)
     return inception_score(r.logits, splits=args.splits, seed=args.seed, from_logits=True)
 
 
 def _is(args: argparse.Namespace) -> Dict[str, Any]:
     ext = _extractor(args)
-    return {"metric": "is", **_is_of(ext, args.images, args), "images": args.images, **_provenance(ext, args)}
+    r = _run(ext, args.images, args, keep_logits=True)
+    return {"metric": "is", **_is_from(ext, r, args), "images": args.images, **_provenance(ext, args)}
 
 
-def _prompts(split: Any, spec: str) -> Tuple[List[str], List[Any]]:
-    """The prompt of each image (its first caption) and what it names."""
-    caps = [s.captions[0] for s in split.samples]
+def _prompts(split: Any) -> List[str]:
+    """The prompt of each image: its first caption."""
+    return [s.captions[0] for s in split.samples]
+
+
+def _mentions(split: Any, spec: str) -> List[Any]:
+    """What each image's prompt names (``caption_attributes`` of its first caption)."""
     atts = [(s.caption_attributes or [None])[0] for s in split.samples]
-    return caps, atts
-
-
-def _faithfulness_of(ext: Any, spec: str, args: argparse.Namespace) -> Dict[str, Any]:
-    from .faithfulness import faithfulness
-
-    if not ext.provenance.extractor.startswith("synth"):
-        raise UserError("faithfulness needs --extractor synth (its attribute heads judge the prompts)")
-    split = load_split(spec, args)
-    _, atts = _prompts(split, spec)
     missing = [s.key for s, a in zip(split.samples, atts) if a is None]
     if missing:
         raise MetricInputError(f"{spec}: {len(missing)} image(s) have no caption_attributes (e.g. {missing[0]}); "
                                "faithfulness needs prompts from a synthetic world")
-    world = ext.extra["config"]["world"]
-    r = _run(ext, spec, args, keep_heads=True)
-    return faithfulness(r.heads, atts, ext.extra["config"]) | {"evaluator_world": world}
+    return atts
+
+
+def _need_synth(ext: Any) -> None:
+    if not ext.provenance.extractor.startswith("synth"):
+        raise UserError("faithfulness needs --extractor synth (its attribute heads judge the prompts)")
 
 
 def _faithfulness(args: argparse.Namespace) -> Dict[str, Any]:
+    from .faithfulness import faithfulness
+
     ext = _extractor(args)
-    return {"metric": "faithfulness", **_faithfulness_of(ext, args.images, args), "images": args.images,
-            **_provenance(ext, args)}
+    _need_synth(ext)
+    split = load_split(args.images, args)
+    mentions = _mentions(split, args.images)
+    r = _run(ext, args.images, args, source=SplitImages(split), keep_heads=True)
+    return {"metric": "faithfulness", **faithfulness(r.heads, mentions, ext.extra["config"]),
+            "images": args.images, **_provenance(ext, args)}
 
 
 def _clipscore(args: argparse.Namespace) -> Dict[str, Any]:
@@ -345,8 +340,8 @@ def _clipscore(args: argparse.Namespace) -> Dict[str, Any]:
     if "encode_text" not in ext.extra:
         raise UserError("clipscore needs --extractor clip")
     split = load_split(args.images, args)
-    caps, _ = _prompts(split, args.images)
-    r = _run(ext, args.images, args, keep_features=True)
+    caps = _prompts(split)
+    r = _run(ext, args.images, args, source=SplitImages(split), keep_features=True)
     txt = np.concatenate([ext.extra["encode_text"](caps[a:a + 256]).numpy() for a in range(0, len(caps), 256)])
     return {"metric": "clipscore", **clip_score(r.features, txt, convention=args.convention), "images": args.images,
             **_provenance(ext, args)}
@@ -361,8 +356,8 @@ def _rprecision(args: argparse.Namespace) -> Dict[str, Any]:
     txt_enc = load_pretrained_encoder(args.text_encoder).eval()
     img_enc = load_pretrained_encoder(args.image_encoder).eval()
     split = load_split(args.images, args)
-    caps, _ = _prompts(split, args.images)
-    src = _SplitImages(split)
+    caps = _prompts(split)
+    src = SplitImages(split)
     img_l, txt_l = [], []
     with torch.no_grad():
         for a in range(0, len(src), args.batch_size):
@@ -418,26 +413,38 @@ def _stats(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _all(args: argparse.Namespace) -> Dict[str, Any]:
+    """FID, KID, IS and (synth) faithfulness from one extraction of each set."""
+    from .faithfulness import faithfulness
     from .fid import fid_from_stats
-    from .inception_score import inception_score  # noqa: F401  (import errors surface early)
     from .kid import kernel_inception_distance
 
     ext = _extractor(args)
     out: Dict[str, Any] = {"metric": "all", "real": args.real, "fake": args.fake}
-    r1, r2 = _features_for_kid(ext, args.real, args), _features_for_kid(ext, args.fake, args)
+    r1 = _features_for_kid(ext, args.real, args)
+    # the generated set is read once: features (FID, KID), logits (IS), heads (faithfulness)
+    split, source, mentions, why = None, None, None, None
+    if ext.provenance.extractor.startswith("synth"):
+        try:
+            split = load_split(args.fake, args)
+            source = SplitImages(split)
+            mentions = _mentions(split, args.fake)
+        except UserError as e:  # a plain folder of images, or prompts without ground truth
+            why = str(e)
+    if args.fake.endswith(".npz"):
+        raise MetricInputError(f"{args.fake}: 'all' needs the generated images (KID, IS), not statistics")
+    r2 = _run(ext, args.fake, args, source=source, keep_features=True, keep_logits=True, keep_heads=mentions is not None)
     out["fid"] = fid_from_stats(r1.stats, r2.stats, check_meta=False)
     out["n_real"], out["n_fake"] = r1.n, r2.n
     out.update(kernel_inception_distance(r1.features, r2.features, subsets=args.subsets,
                                          subset_size=args.subset_size, seed=args.seed))
     try:
-        out.update(_is_of(ext, args.fake, args))
+        out.update(_is_from(ext, r2, args))
     except MetricInputError as e:
         out["is_skipped"] = str(e)
-    if ext.provenance.extractor.startswith("synth"):
-        try:
-            out["faithfulness"] = _faithfulness_of(ext, args.fake, args)
-        except (MetricInputError, UserError) as e:
-            out["faithfulness_skipped"] = str(e)
+    if mentions is not None:
+        out["faithfulness"] = faithfulness(r2.heads, mentions, ext.extra["config"])
+    else:
+        out["faithfulness_skipped"] = why or "needs --extractor synth"
     out.update(_provenance(ext, args))
     return out
 
