@@ -27,6 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64, help="render size; the evaluator resizes any input to this")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--pool", choices=["avg", "avgmax"], default="avg",
+                   help="global pooling; avgmax keeps small objects visible (scenes)")
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--world-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -36,7 +39,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     xtr, atr = render_split(a.world, "train", a.n_train, a.world_seed, a.size)
     xte, ate = render_split(a.world, "test", a.n_test, a.world_seed, a.size)
-    model = train_evaluator(a.world, xtr, atr, epochs=a.epochs, width=a.width, seed=a.seed)
+    model = train_evaluator(a.world, xtr, atr, epochs=a.epochs, width=a.width, seed=a.seed, pool=a.pool, lr=a.lr)
     metrics = evaluate_heads(model, xte, ate)
     out = a.out or ASSETS / f"synth_{a.world}"
     model.save_pretrained(out)

@@ -35,18 +35,20 @@ class SynthEvaluator(nn.Module):
     """CNN with a shared trunk and named heads; input float images in [0, 1], any size."""
 
     def __init__(self, heads: Dict[str, Dict[str, Any]], width: int = 16, input_size: int = 64,
-                 world: str = "birds", values: Optional[Dict[str, List[str]]] = None) -> None:
+                 world: str = "birds", values: Optional[Dict[str, List[str]]] = None, pool: str = "avg") -> None:
         super().__init__()
-        self.config = {"heads": heads, "width": width, "input_size": input_size, "world": world, "values": values or {}}
+        self.config = {"heads": heads, "width": width, "input_size": input_size, "world": world,
+                       "values": values or {}, "pool": pool}
         self.input_size = input_size
         w = width
         # A strided stem keeps training affordable on a CPU; four blocks reach a 4x4 grid at 64 px.
         self.trunk = nn.Sequential(
             nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
             _block(w, w, 1), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
-        self.feature_dim = 8 * w
+        # "avgmax" adds a max-pooled copy: small objects vanish in an average over the grid.
+        self.pool = pool
+        self.feature_dim = 8 * w * (2 if pool == "avgmax" else 1)
         self.heads = nn.ModuleDict()
         for name, spec in heads.items():
             n = spec["n"] * spec.get("n_categories", 1)
@@ -59,7 +61,9 @@ class SynthEvaluator(nn.Module):
         if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
             images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
                                    align_corners=False, antialias=True)
-        return self.trunk((images - self.mean) / self.std)
+        h = self.trunk((images - self.mean) / self.std)
+        f = h.mean((2, 3))
+        return torch.cat([f, h.amax((2, 3))], 1) if self.pool == "avgmax" else f
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Returns {"features": B x d, <head>: logits}; per_category heads are B x C x n."""
@@ -114,7 +118,8 @@ def evaluator_loss(out: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor
         if spec["kind"] == "single":
             losses[f"{name}_loss"] = F.cross_entropy(logits, t, ignore_index=-1)
         elif spec["kind"] == "multi":
-            losses[f"{name}_loss"] = F.binary_cross_entropy_with_logits(logits, t)
+            # summed over labels (mean over images): a mean over 24 mostly-absent labels is too weak a signal
+            losses[f"{name}_loss"] = F.binary_cross_entropy_with_logits(logits, t, reduction="sum") / len(t)
         elif spec["kind"] == "per_category":
             mask = t >= 0
             if mask.any():

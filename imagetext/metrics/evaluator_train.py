@@ -85,14 +85,14 @@ def render_split(world: str, split: str, n: int, seed: int, size: int, workers: 
 
 def train_evaluator(world: str, images: torch.Tensor, attributes: List[Dict[str, Any]], epochs: int = 8,
                     batch_size: int = 128, lr: float = 3e-3, width: int = 16, seed: int = 0,
-                    log: Any = print) -> SynthEvaluator:
+                    pool: str = "avg", log: Any = print) -> SynthEvaluator:
     """Train the evaluator with AdamW + one-cycle cosine; flips are off (facing is not an attribute, but
     left/right relations are)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     heads, values = head_specs(world)
-    model = SynthEvaluator(heads, width=width, input_size=images.shape[-1], world=world, values=values)
+    model = SynthEvaluator(heads, width=width, input_size=images.shape[-1], world=world, values=values, pool=pool)
     targets = targets_of(world, attributes, values)
     n = len(images)
     steps = epochs * math.ceil(n / batch_size)
