@@ -17,3 +17,12 @@ def init_distributed() -> None:
 def is_main_process() -> bool:
     """True outside distributed runs and on rank 0 inside them (only rank 0 prints or writes)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """(rank, number of processes) of the initialised process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

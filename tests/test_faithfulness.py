@@ -57,3 +57,11 @@ def test_bad_input():
         faithfulness(heads, [{"body_colour": "green"}], BIRDS)
     with pytest.raises(MetricInputError, match="no attribute"):
         faithfulness(heads, [{}], BIRDS)
+
+
+def test_relation_to_unnamed_object_is_an_error():
+    heads = {"categories": np.ones((1, 2)), "colour": np.zeros((1, 2, 2)), "size": np.zeros((1, 2, 2)),
+             "position": np.zeros((1, 2, 2))}
+    bad = [{"objects": [{"category": "ball"}], "relations": [{"subject": 0, "relation": "above", "object": 3}]}]
+    with pytest.raises(MetricInputError, match="does not name"):
+        faithfulness(heads, bad, SCENES)

@@ -244,10 +244,10 @@ def _stats_of(extractor: Any, spec: str, args: argparse.Namespace) -> Any:
 def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
     from .. import __version__
 
-    from .engine import _dist
+    from ..dist import rank_and_world_size
 
     p = extractor.provenance
-    return {"processes": _dist()[1], "extractor": p.extractor, "weights": p.weights, "weights_sha256": p.weights_sha256,
+    return {"processes": rank_and_world_size()[1], "extractor": p.extractor, "weights": p.weights, "weights_sha256": p.weights_sha256,
             "resize_mode": p.resize_mode, "input_size": p.input_size, "feature_dim": p.feature_dim,
             "seed": args.seed, "version": __version__}
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..dist import rank_and_world_size
 from ..errors import MetricInputError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -106,12 +107,6 @@ def _to_unit(batch: torch.Tensor) -> torch.Tensor:
     return batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], torch.Tensor], batch_size: int = 50,
             keep_features: bool = False, keep_logits: bool = False, keep_heads: bool = False,
             progress: bool = True, num_workers: int = 0, desc: str = "features") -> Extracted:
@@ -132,7 +127,7 @@ def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], t
     n = len(images)
     if n < 2:
         raise MetricInputError(f"{n} image(s): need at least 2")
-    rank, world = _dist()
+    rank, world = rank_and_world_size()
     shard = torch.utils.data.Subset(images, list(range(rank, n, world)))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     stats = FeatureStats()

@@ -61,6 +61,8 @@ def _judge_scenes(h: Mapping[str, np.ndarray], i: int, mention: Mapping[str, Any
     for r in mention.get("relations", []):
         if r["relation"] not in RELATION_AXES:
             raise MetricInputError(f"prompt {i}: unknown relation {r['relation']!r}")
+        if not (0 <= r["subject"] < len(idx) and 0 <= r["object"] < len(idx)):
+            raise MetricInputError(f"prompt {i}: relation {r} refers to an object the prompt does not name")
         axis, sign = RELATION_AXES[r["relation"]]
         a, b = h["position"][i, idx[r["subject"]], axis], h["position"][i, idx[r["object"]], axis]
         ok = bool(sign * (a - b) > 0)
