@@ -243,7 +243,6 @@ def _stats_of(extractor: Any, spec: str, args: argparse.Namespace) -> Any:
 
 def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
     from .. import __version__
-
     from ..dist import rank_and_world_size
 
     p = extractor.provenance
@@ -418,6 +417,8 @@ def _all(args: argparse.Namespace) -> Dict[str, Any]:
     from .fid import fid_from_stats
     from .kid import kernel_inception_distance
 
+    if args.fake.endswith(".npz"):  # before any extraction, so a wrong input costs nothing
+        raise MetricInputError(f"{args.fake}: 'all' needs the generated images (KID, IS), not statistics")
     ext = _extractor(args)
     out: Dict[str, Any] = {"metric": "all", "real": args.real, "fake": args.fake}
     r1 = _features_for_kid(ext, args.real, args)
@@ -430,8 +431,6 @@ def _all(args: argparse.Namespace) -> Dict[str, Any]:
             mentions = _mentions(split, args.fake)
         except UserError as e:  # a plain folder of images, or prompts without ground truth
             why = str(e)
-    if args.fake.endswith(".npz"):
-        raise MetricInputError(f"{args.fake}: 'all' needs the generated images (KID, IS), not statistics")
     r2 = _run(ext, args.fake, args, source=source, keep_features=True, keep_logits=True, keep_heads=mentions is not None)
     out["fid"] = fid_from_stats(r1.stats, r2.stats, check_meta=False)
     out["n_real"], out["n_fake"] = r1.n, r2.n
