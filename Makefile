@@ -9,10 +9,14 @@ STAMP := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when pyproject.toml changes (idempotent).
-$(STAMP): pyproject.toml | $(PY)
+# Re-installs only when pyproject.toml or constraints.txt changes (idempotent).
+# constraints.txt holds the exact versions this project is tested with (torch, torchvision);
+# pyproject.toml keeps library-style lower bounds.
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[offline-weights,test]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[offline-weights,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
