@@ -18,7 +18,7 @@ from imagetext.data.coco import load_coco
 from imagetext.data.cub import load_cub
 from imagetext.data.folder import load_folder
 from imagetext.data.images import check_image, crop_to_bbox, open_rgb
-from imagetext.data.records import BadInputPolicy, DataReport, decode_text
+from imagetext.data.records import BadInputPolicy, DataReport, decode_lines, decode_text, read_lines
 from imagetext.errors import DataError
 
 SKIP = BadInputPolicy(on_error="skip", check_images=True)
@@ -108,16 +108,49 @@ def test_check_image_records_conversion_and_skips(tmp_path):
         ("café bird\n".encode("utf-16"), "UTF-16"),
         ("café bird\n".encode("utf-16-be"), "UTF-16-BE without BOM"),
         ("café bird\n".encode("utf-16-le"), "UTF-16-LE without BOM"),
-        ("café bird\n".encode("latin-1"), "latin-1"),
     ],
 )
-def test_decode_text_fallback_chain(data, expect_note):
+def test_decode_text_accepts_utf8_boms_and_utf16(data, expect_note):
     text, note = decode_text(data)
-    assert text.lstrip("\ufeff") == "café bird\n"
+    assert text == "café bird\n"
     if expect_note is None:
         assert note is None
     else:
         assert expect_note in note
+
+
+def test_decode_text_is_strict_and_names_line_and_column():
+    data = "line one\nun café\n".encode("utf-8")[:-1] + "\nthird: brûlé\n".encode("latin-1")
+    with pytest.raises(DataError, match=r"doc.json:3:10: invalid UTF-8 \(byte 0xfb at line 3, column 10\).*iconv"):
+        decode_text(data, "doc.json")
+
+
+def test_one_bad_byte_costs_one_line_not_the_file():
+    # the old fallback re-decoded the whole file as cp1252: "café" became "cafÃ©" everywhere
+    data = "un café\n".encode("utf-8") + b"caf\xe9 au lait\r\n" + "naïve résumé\n".encode("utf-8")
+    decoded = decode_lines(data)
+    assert decoded.lines == [(1, "un café"), (3, "naïve résumé")]
+    assert [(b.line, b.column, b.offset, b.bad) for b in decoded.bad] == [(2, 4, 12, b"\xe9")]
+    assert decoded.note is None
+
+
+def test_a_cp1252_file_is_reported_line_by_line_not_re_decoded(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_bytes("plain ascii line\n“quoted” words\nun café\nanother ascii line\n".encode("cp1252"))
+    report = DataReport("t", str(tmp_path), "train")
+    lines = read_lines(path, report, SKIP)
+    assert lines == [(1, "plain ascii line"), (4, "another ascii line")]  # valid UTF-8 lines, unchanged
+    assert [(p.line, p.action) for p in report.problems] == [(2, "skipped"), (3, "skipped")]
+    assert all("invalid UTF-8" in p.reason and "iconv -f cp1252 -t utf-8" in p.reason for p in report.problems)
+    assert "0x93" in report.problems[0].reason and "column 1" in report.problems[0].reason
+    assert report.skipped == 2 and report.converted == 0
+    with pytest.raises(DataError, match=r"captions.txt:2: invalid UTF-8"):
+        read_lines(path, DataReport("t", "", ""), ERROR)
+
+
+def test_utf16_bom_with_garbage_is_a_clear_error():
+    with pytest.raises(DataError, match=r"x.txt: starts with a UTF-16"):
+        decode_lines(b"\xff\xfea\x00b", "x.txt")
 
 
 # --- CUB with every kind of bad item ---------------------------------------------------
@@ -158,16 +191,18 @@ def test_cub_bad_items_skip_policy_counts_everything(tmp_path):
     by_file = {}
     for p in rep.problems:
         by_file.setdefault(Path(p.file).name, []).append(p)
-    # converted: grayscale and CMYK images, latin-1 and UTF-16 caption files
-    assert rep.converted == 4
+    # converted: grayscale and CMYK images, the UTF-16 caption file
+    assert rep.converted == 3
     assert any("grayscale" in p.reason for p in by_file[Path(keys["gray"]).name + ".jpg"])
     assert any("CMYK" in p.reason for p in by_file[Path(keys["cmyk"]).name + ".jpg"])
-    assert any("latin-1" in p.reason for p in by_file[Path(keys["cmyk"]).name + ".txt"])
     assert any("UTF-16" in p.reason for p in by_file[Path(keys["ok"]).name + ".txt"])
-    # skipped: whitespace caption (with its line), truncated, not-an-image, missing
+    # the latin-1 caption file: its non-UTF-8 line is skipped, its ASCII line kept
+    latin = by_file[Path(keys["cmyk"]).name + ".txt"]
+    assert [(p.line, p.action) for p in latin] == [(1, "skipped")] and "invalid UTF-8" in latin[0].reason
+    # skipped: whitespace caption (with its line), the latin-1 line, truncated, not-an-image, missing
     blank = [p for p in by_file[Path(keys["gray"]).name + ".txt"] if p.action == "skipped"]
     assert [(b.line, b.reason) for b in blank] == [(2, "empty or whitespace-only caption")]
-    assert rep.skipped == 4
+    assert rep.skipped == 5
     # nothing dropped without a skipped problem naming its image or caption file
     for key in set(keys.values()) - got:
         stem = Path(key).name
@@ -175,9 +210,9 @@ def test_cub_bad_items_skip_policy_counts_everything(tmp_path):
     # captions are decoded correctly and blank ones removed
     s = {x.key: x for x in train.samples}
     assert s[keys["gray"]].captions == ["first caption", "third caption"]
-    assert s[keys["cmyk"]].captions[0] == "un oiseau brûlé"
+    assert s[keys["cmyk"]].captions == ["zwei"]
     assert s[keys["ok"]].captions[0] == "a bird with a résumé"
-    assert rep.images == 3 and rep.captions == 6
+    assert rep.images == 3 and rep.captions == 5
 
 
 def test_cub_all_empty_captions_is_a_skipped_item(tmp_path):
@@ -259,9 +294,32 @@ def test_folder_csv_latin1_pipes_and_merged_rows(tmp_path):
     split = load_folder(tmp_path, "train", SKIP)
     assert split.class_names == ["cat", "dog"]
     s = {x.key: x for x in split.samples}
-    assert s["x.png"].captions == ["un café", "a second one", "third for x"]
+    assert s["x.png"].captions == ["third for x"]  # line 2 is not UTF-8: skipped, not re-decoded
     assert s["x.png"].labels == (0,) and s["y.png"].labels == (1,)
-    assert split.report.converted == 1 and "latin-1" in split.report.problems[0].reason
+    (p,) = split.report.problems
+    assert (p.line, p.action, split.report.converted) == (2, "skipped", 0)
+    assert "invalid UTF-8" in p.reason and "0xe9" in p.reason and "iconv" in p.reason
+    # the same rows in UTF-8 (with pipes and a merged row) keep every caption
+    (tmp_path / "train.csv").write_text(text, encoding="utf-8")
+    s = {x.key: x for x in load_folder(tmp_path, "train", SKIP).samples}
+    assert s["x.png"].captions == ["un café", "a second one", "third for x"]
+
+
+def test_folder_jsonl_bad_byte_skips_that_row_only(tmp_path):
+    for n in "abc":
+        write_image(tmp_path / f"{n}.png", "png")
+    lines = [json.dumps({"image": f"{n}.png", "caption": f"un café {n}"}, ensure_ascii=False).encode("utf-8") for n in "abc"]
+    lines[1] = lines[1].replace("é".encode("utf-8"), b"\xe9")
+    (tmp_path / "train.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    split = load_folder(tmp_path, "train", SKIP)
+    assert [s.captions for s in split.samples] == [["un café a"], ["un café c"]]
+    assert [(p.line, p.action) for p in split.report.problems] == [(2, "skipped")]
+
+
+def test_csv_header_that_is_not_utf8_is_an_error(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b"im\xe4ge,caption\na.png,x\n")
+    with pytest.raises(DataError, match=r"train.csv:1: the header line is not valid UTF-8"):
+        load_folder(tmp_path, "train", SKIP)
 
 
 # --- COCO ------------------------------------------------------------------------------

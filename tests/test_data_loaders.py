@@ -248,3 +248,166 @@ def test_inspect_synthetic_needs_world_json(tmp_path):
         inspect_dataset("synthetic", tmp_path, "train")
     with pytest.raises(DataError, match="unknown data format"):
         inspect_dataset("imagenet", tmp_path, "train")
+
+
+# --- strict labels -----------------------------------------------------------------------
+def _labelled_folder(root, labels, csv=False):
+    """One image per label value; returns the metadata lines (1-based) in order."""
+    rows = []
+    for i, lab in enumerate(labels):
+        write_image(root / f"{i}.png", "png", seed=i)
+        rows.append({"image": f"{i}.png", "caption": f"picture {i}", "label": lab})
+    if csv:
+        text = "image,caption,label\n" + "".join(f"{r['image']},{r['caption']},{r['label']}\n" for r in rows)
+        (root / "train.csv").write_text(text)
+    else:
+        write_jsonl(root / "train.jsonl", rows)
+
+
+@pytest.mark.parametrize("bad,why", [(True, "boolean"), (1.5, "whole number"), (None, "null"), ([[1]], "list"),
+                                     ({"id": 1}, "JSON object"), (-2, "negative"), ("", "empty"), ("2.5", "whole number")])
+def test_an_invalid_label_skips_its_row_and_renumbers_nothing(tmp_path, bad, why):
+    good = [3, 0, 7, 3]
+    _labelled_folder(tmp_path, good[:2] + [bad] + good[2:])
+    split = load_folder(tmp_path, "train", POLICY)
+    assert [s.labels for s in split.samples] == [(3,), (0,), (7,), (3,)]  # exactly as without the bad row
+    assert split.class_names == [str(i) for i in range(8)]
+    (p,) = split.report.problems
+    assert p.line == 3 and p.action == "skipped" and "invalid label" in p.reason and why in p.reason
+    with pytest.raises(DataError, match=r"train.jsonl:3: invalid label"):
+        load_folder(tmp_path, "train", BadInputPolicy(on_error="error"))
+
+
+def test_an_invalid_label_does_not_renumber_names(tmp_path):
+    _labelled_folder(tmp_path, ["zebra", True, "apple", 1.5])
+    split = load_folder(tmp_path, "train", POLICY)
+    assert split.class_names == ["apple", "zebra"] and [s.labels for s in split.samples] == [(1,), (0,)]
+    assert [p.line for p in split.report.problems] == [2, 4]
+
+
+def test_integral_float_and_digit_string_ids_are_ids(tmp_path):
+    _labelled_folder(tmp_path, [26.0, "3", 0, 26])
+    split = load_folder(tmp_path, "train", POLICY)
+    assert [s.labels for s in split.samples] == [(26,), (3,), (0,), (26,)]
+    assert len(split.class_names) == 27 and not split.report.problems
+
+
+def test_csv_label_cells_follow_the_same_rules(tmp_path):
+    _labelled_folder(tmp_path, ["26.0", "true", "1.5", "4", "nan"], csv=True)
+    split = load_folder(tmp_path, "train", POLICY)
+    assert [s.labels for s in split.samples] == [(26,), (4,)]
+    assert [p.line for p in split.report.problems] == [3, 4, 6]
+    assert all("invalid label" in p.reason for p in split.report.problems)
+
+
+def test_mixed_ids_and_names_without_classes_json_is_an_error_naming_both(tmp_path):
+    _labelled_folder(tmp_path, [1, "cat", 2])
+    with pytest.raises(DataError, match=r"mix class ids and class names \(train.jsonl:1 has id 1, train.jsonl:2 has name \"cat\"\).*classes.json"):
+        load_folder(tmp_path, "train", POLICY)
+    (tmp_path / "classes.json").write_text(json.dumps(["dog", "cat", "owl"]))
+    split = load_folder(tmp_path, "train", POLICY)  # with classes.json a mix is well defined
+    assert [s.labels for s in split.samples] == [(1,), (1,), (2,)]
+
+
+def test_classes_json_with_a_boolean_or_duplicate_is_an_error(tmp_path):
+    _labelled_folder(tmp_path, ["a", "b"])
+    (tmp_path / "classes.json").write_text(json.dumps({"a": True, "b": 0}))
+    with pytest.raises(DataError, match="classes.json: class 'a': id true is not a class id"):
+        load_folder(tmp_path, "train", POLICY)
+    (tmp_path / "classes.json").write_text(json.dumps(["a", "b", "a"]))
+    with pytest.raises(DataError, match="listed twice"):
+        load_folder(tmp_path, "train", POLICY)
+    (tmp_path / "classes.json").write_text(json.dumps({"a": 1.0, "b": 0}))
+    assert [s.labels for s in load_folder(tmp_path, "train", POLICY).samples] == [(1,), (0,)]
+
+
+def test_coco_category_ids_are_strict(tmp_path):
+    build_coco(tmp_path, n_train=3, n_val=1)
+    inst = tmp_path / "annotations" / "instances_train2014.json"
+    obj = json.loads(inst.read_text())
+    obj["annotations"][0]["category_id"] = True  # would have matched id 1 ("person")
+    obj["annotations"][1]["category_id"] = 1.0  # the number 1: person
+    inst.write_text(json.dumps(obj))
+    split = load_coco(tmp_path, "train", POLICY)
+    (p,) = split.report.problems
+    assert "1 instance annotations with an unknown category_id (e.g. true)" in p.reason
+    obj["categories"][0]["id"] = 1.5
+    inst.write_text(json.dumps(obj))
+    with pytest.raises(DataError, match=r"instances_train2014.json: category .*id must be an integer"):
+        load_coco(tmp_path, "train", POLICY)
+
+
+def test_cub_classes_txt_bad_line_is_a_problem_and_renumbers_nothing(tmp_path):
+    build_cub(tmp_path)
+    txt = tmp_path / "CUB_200_2011" / "classes.txt"
+    lines = txt.read_bytes().splitlines(keepends=True)
+    lines[0] = b"x " + lines[0]
+    lines[2] = lines[2].replace(b"Sooty", b"S\xf6oty")
+    txt.write_bytes(b"".join(lines))
+    train = load_cub(tmp_path, "train", POLICY)
+    assert train.class_names == CUB_CLASSES  # the image folders fill in what classes.txt lost
+    assert {s.labels for s in train.samples} == {(0,), (1,)}
+    assert sorted((p.line, p.action) for p in train.report.problems) == [(1, "skipped"), (3, "skipped")]
+
+
+# --- unknown splits ----------------------------------------------------------------------
+def test_karpathy_unknown_split_values_are_reported_with_a_suggestion(tmp_path):
+    build_karpathy(tmp_path, coco=False)
+    path = tmp_path / "dataset_flickr30k.json"
+    obj = json.loads(path.read_text())
+    obj["images"][1]["split"] = "tset"
+    obj["images"][2]["split"] = "Test"
+    del obj["images"][4]["split"]
+    path.write_text(json.dumps(obj))
+    for split in ("train", "test", "val"):
+        rep = load_karpathy(tmp_path, split, POLICY).report
+        reasons = sorted(p.reason for p in rep.problems)
+        assert reasons == ["no 'split' value; it belongs to no split",
+                           "unknown split 'Test'; did you mean 'test'?",
+                           "unknown split 'tset'; did you mean 'test'?"], split
+        assert any("img_1.jpg" in p.file for p in rep.problems)
+    assert len(load_karpathy(tmp_path, "all", POLICY)) == 5  # "all" takes every image
+    with pytest.raises(DataError, match=r"unknown split 'tset' \(did you mean 'test'\?\); available splits"):
+        load_karpathy(tmp_path, "tset", POLICY)
+
+
+def test_folder_split_column_near_misses_missing_values_and_custom_splits(tmp_path):
+    for i in range(6):
+        write_image(tmp_path / f"{i}.png", "png", seed=i)
+    values = ["train", "tset", "Test", "", "fold1", "test"]
+    write_jsonl(tmp_path / "metadata.jsonl", [{"image": f"{i}.png", "caption": "x", "split": v} for i, v in enumerate(values)])
+    test = load_folder(tmp_path, "test", POLICY)
+    assert [s.key for s in test.samples] == ["5.png"]
+    got = sorted((p.line, p.reason) for p in test.report.problems)
+    assert got == [(2, "unknown split 'tset' (did you mean 'test'?)"), (3, "unknown split 'Test' (did you mean 'test'?)"),
+                   (4, "no split value (other rows of this file have one)")]
+    assert load_folder(tmp_path, "train", POLICY).report.skipped == 3  # reported in every split
+    assert [s.key for s in load_folder(tmp_path, "fold1", POLICY).samples] == ["4.png"]  # a custom split
+    with pytest.raises(DataError, match=r"no rows of split 'val'; its split column has: fold1, test, train"):
+        load_folder(tmp_path, "val", POLICY)
+
+
+def test_folder_split_that_exists_nowhere_lists_the_splits(tmp_path):
+    build_folder(tmp_path, split="train")
+    build_folder(tmp_path, split="test")
+    with pytest.raises(DataError, match=r"no metadata for split 'val'.*splits here: test, train"):
+        load_folder(tmp_path, "val", POLICY)
+
+
+# --- missing images, per loader ------------------------------------------------------------
+def test_every_loader_reports_a_missing_image_by_name(tmp_path):
+    cub, coco, kp, fo = (tmp_path / n for n in ("cub", "coco", "kp", "fo"))
+    keys = build_cub(cub)
+    (cub / "CUB_200_2011" / "images" / f"{keys['train'][1]}.jpg").unlink()
+    build_coco(coco)
+    victim = sorted((coco / "train2014").iterdir())[0]
+    victim.unlink()
+    build_karpathy(kp, coco=False)
+    (kp / "images" / "img_0.jpg").unlink()
+    build_folder(fo)
+    (fo / "img" / "train_2.png").unlink()
+    for fmt, root, name, n in (("cub", cub, Path(keys["train"][1]).name + ".jpg", 5), ("coco", coco, victim.name, 3),
+                               ("karpathy", kp, "img_0.jpg", 2), ("folder", fo, "train_2.png", 3)):
+        rep = inspect_dataset(fmt, root, "train")
+        assert rep.images == n and rep.skipped == 1, fmt
+        assert name in str(rep.problems[0]) and "not found" in rep.problems[0].reason, fmt

@@ -14,17 +14,28 @@ Root layout (AttnGAN's ``data/birds``)::
 The standard split is class-disjoint (150 train / 50 test species). Labels are
 0-based ids over all 200 classes (sorted folder names), so train and test ids never
 collide; ``class_info`` is only cross-checked against the folder.
+
+Text files are UTF-8 (a BOM or UTF-16 is accepted and noted): a caption line, an
+``images.txt`` / ``bounding_boxes.txt`` line or a ``classes.txt`` line with a byte that
+is not UTF-8 is a skipped Problem on that line, and the other lines are kept. Class
+names are the union of ``classes.txt`` (lines ``<number> <name>``; another line is a
+Problem) and the ``images/`` folders, so a bad line cannot renumber the classes when
+the folder is there. A missing image or caption file is a skipped Problem naming it;
+a box with a non-numeric or non-finite value is a Problem and the image is used uncropped.
 """
 from __future__ import annotations
 
+import math
 import pickle
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import DataError
+from ..errors import DataError, UserError
 from .images import check_image
-from .records import BadInputPolicy, DataReport, LoadedSplit, Problem, Sample, clean_captions, finish_split, read_text
+from .records import (
+    BadInputPolicy, DataReport, LoadedSplit, Problem, Sample, clean_captions, finish_split, read_lines, unknown_split,
+)
 
 _SPLIT_DIRS = {"train": "train", "test": "test", "val": "test"}
 _CLASS_NUMBER = re.compile(r"^(\d+)\.")
@@ -56,10 +67,7 @@ def _read_filenames(split_dir: Path) -> List[str]:
 def _read_id_file(path: Path, report: DataReport, policy: BadInputPolicy, n_fields: int) -> Dict[str, List[str]]:
     """Parse ``"<id> field..."`` lines into id -> fields; malformed lines become Problems."""
     out: Dict[str, List[str]] = {}
-    text, note = read_text(path)
-    if note:
-        report.add(Problem(str(path), note, action="converted"))
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in read_lines(path, report, policy):
         parts = line.split()
         if not parts:
             continue
@@ -70,19 +78,24 @@ def _read_id_file(path: Path, report: DataReport, policy: BadInputPolicy, n_fiel
     return out
 
 
-def _class_names(cub: Path, image_names: Dict[str, str]) -> List[str]:
-    """All class folder names, sorted: classes.txt, else images/ folders, else images.txt."""
+def _class_names(cub: Path, image_names: Dict[str, str], report: DataReport, policy: BadInputPolicy) -> List[str]:
+    """All class folder names, sorted: classes.txt and images/ folders, else images.txt."""
+    names = set()
     classes_txt = cub / "classes.txt"
     if classes_txt.is_file():
-        text, _ = read_text(classes_txt)
-        names = [ln.split(maxsplit=1)[1].strip() for ln in text.splitlines() if len(ln.split(maxsplit=1)) == 2]
-        if names:
-            return sorted(set(names))
+        for lineno, line in read_lines(classes_txt, report, policy):
+            parts = line.split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) != 2 or not re.fullmatch(r"[0-9]+", parts[0]):
+                policy.handle(report, Problem(str(classes_txt), f"expected '<class number> <class name>', got {line.strip()!r}"[:160], lineno))
+                continue
+            names.add(parts[1].strip())
     images_dir = cub / "images"
     if images_dir.is_dir():
-        names = [p.name for p in images_dir.iterdir() if p.is_dir()]
-        if names:
-            return sorted(names)
+        names |= {p.name for p in images_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if names:
+        return sorted(names)
     return sorted({n.split("/", 1)[0] for n in image_names.values() if "/" in n})
 
 
@@ -91,14 +104,21 @@ def _read_captions(path: Path, report: DataReport, policy: BadInputPolicy) -> Op
     if not path.is_file():
         policy.handle(report, Problem(str(path), "caption file not found"))
         return None
-    text, note = read_text(path)
-    if note:
-        report.add(Problem(str(path), note, action="converted"))
-    if "\ufffd" in text:
-        # the released CUB text files contain U+FFFD pairs where a character was lost
-        text = text.replace("\ufffd", " ")
-        report.add(Problem(str(path), "U+FFFD replacement characters replaced by spaces", action="converted"))
-    return clean_captions(text.splitlines(), str(path), report, policy, first_line=1)
+    try:
+        lines = read_lines(path, report, policy)
+    except UserError as e:
+        if policy.on_error == "error":
+            raise
+        policy.handle(report, Problem(str(path), str(e).replace(f"{path}: ", "", 1)))
+        return None
+    captions: List[str] = []
+    for lineno, text in lines:
+        if "\ufffd" in text:
+            # the released CUB text files contain U+FFFD pairs where a character was lost
+            text = text.replace("\ufffd", " ")
+            report.add(Problem(str(path), "U+FFFD replacement characters replaced by spaces", lineno, action="converted"))
+        captions += clean_captions([text], str(path), report, policy, first_line=lineno)
+    return captions
 
 
 def load_cub(
@@ -124,7 +144,7 @@ def load_cub(
     policy = policy or BadInputPolicy()
     root = Path(root)
     if split not in _SPLIT_DIRS and split != "all":
-        raise DataError(f"cub: unknown split {split!r}; use train, test (or val) or all")
+        raise unknown_split("cub", split, ("train", "test", "val", "all"))
     cub = root / "CUB_200_2011"
     if not cub.is_dir():
         raise DataError(f"{cub}: not found; --root must hold CUB_200_2011/, text/, train/ and test/")
@@ -139,17 +159,22 @@ def load_cub(
     name_to_id = {Path(n).with_suffix("").as_posix(): i for i, n in id_to_name.items()}
 
     boxes: Dict[str, Tuple[float, float, float, float]] = {}
+    bad_boxes: Dict[str, str] = {}
     bbox_txt = cub / "bounding_boxes.txt"
     if crop and bbox_txt.is_file():
         for img_id, fields in _read_id_file(bbox_txt, report, policy, 4).items():
             try:
-                boxes[img_id] = tuple(float(v) for v in fields)  # type: ignore[assignment]
+                box = tuple(float(v) for v in fields)
             except ValueError:
-                policy.handle(report, Problem(str(bbox_txt), f"image id {img_id}: box is not numeric: {fields}"))
+                box = ()
+            if len(box) != 4 or not all(math.isfinite(v) for v in box):
+                bad_boxes[img_id] = f"image id {img_id}: box is not four finite numbers: {' '.join(fields)}; used uncropped"
+                continue
+            boxes[img_id] = box  # type: ignore[assignment]
     elif crop:
         report.add(Problem(str(bbox_txt), "not found; images are used uncropped", action="converted"))
 
-    class_names = _class_names(cub, id_to_name)
+    class_names = _class_names(cub, id_to_name, report, policy)
     class_index = {n: i for i, n in enumerate(class_names)}
 
     if split == "all":
@@ -206,8 +231,9 @@ def load_cub(
         if crop and bbox is not None and (bbox[2] <= 0 or bbox[3] <= 0):
             report.add(Problem(str(bbox_txt), f"image id {img_id}: empty box {bbox}; used uncropped", action="converted"))
             bbox = None
-        elif crop and bbox is None and boxes:
-            report.add(Problem(str(bbox_txt), f"no box for {key}; used uncropped", action="converted"))
+        elif crop and bbox is None and (boxes or bad_boxes):
+            reason = bad_boxes.get(img_id or "") or f"no box for {key}; used uncropped"
+            report.add(Problem(str(bbox_txt), reason, action="converted"))
         samples.append(
             Sample(
                 key=key,

@@ -13,28 +13,96 @@ optional ``"label"`` (int or str) or ``"labels"`` (list), ``"attributes"`` and
 ``"caption_attributes"`` (one dict per caption). CSV: columns ``image``, ``caption`` or
 ``captions`` (several captions separated by ``|``), ``label`` or ``labels`` (separated
 by ``|``). Rows naming the same image are merged (one row per caption is common).
+Metadata files are UTF-8 (a BOM or UTF-16 is accepted and noted); a line with a byte
+that is not UTF-8 is a Problem on that line and is skipped, the other lines are kept.
+Hidden files (``.name``) at the top level are not metadata.
 
-Labels: integers are class ids; strings are class names, mapped through classes.json
-when present (a label not in it is a Problem naming file and line, and the row is
-skipped), else numbered in sorted order over *all* metadata files in root, so train
-and test share ids. This is also the layout ``t2i data synth`` writes (plus
-``world.json``).
+Labels, one value at a time:
+
+- **class ids**: non-negative integers, also written as integral JSON numbers (``26.0``
+  is the number 26: JSON has one number type) or as digit strings (``"26"``, CSV cells).
+- **class names**: any other non-empty string.
+- **invalid** (a Problem naming file, line and value; the row is skipped): booleans,
+  null, non-integral or negative numbers (``1.5``, ``-1``, also as strings), lists or
+  objects as a label, and in CSV the cells ``true``/``false``/``null``/``none``/``nan``.
+  An invalid label never changes how the other rows are numbered.
+
+With ``classes.json`` ids index it (an id past its end is a Problem) and names are
+looked up in it (a name not in it is a Problem); ids and names may be mixed. Without
+it, the labels of *all* metadata files in root decide, so train and test share ids:
+all ids -> classes ``"0"..str(max id)``; all names -> the names in sorted order; a mix
+of ids and names is a DataError naming a line of each (write classes.json to say what
+the ids mean).
+
+Splits: ``<split>.jsonl``/``.csv`` first; else ``metadata.*`` rows whose ``split``
+column equals the split (every row when there is no split column). In a split column,
+a row without a value, a value that is not text, or a near miss of a known split name
+(``"Test"``, ``"tset"``: differs only in case, or is close to train/val/test/restval/
+dev/validation/valid or a per-split file's name) is a Problem in every split loaded,
+with the closest name suggested; other values are custom split names. A split that
+exists nowhere is a DataError listing the splits there are.
+
+This is also the layout ``t2i data synth`` writes (plus ``world.json``).
 """
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import DataError
 from .images import check_image
-from .records import BadInputPolicy, DataReport, LoadedSplit, Problem, Sample, clean_captions, finish_split, read_text
+from .records import (
+    CONVERT_HINT,
+    BadInputPolicy,
+    DataReport,
+    LoadedSplit,
+    Problem,
+    Sample,
+    clean_captions,
+    decode_lines,
+    finish_split,
+    read_bytes,
+    read_text,
+    report_decoding,
+)
 
 _IMAGE_KEYS = ("image", "file_name", "filename", "path")
 _CAPTION_KEYS = ("captions", "caption", "text")
 Row = Tuple[str, int, Dict[str, Any]]  # (file, line, fields)
+KNOWN_SPLITS = ("train", "val", "test", "restval", "dev", "validation", "valid")
+MAX_CLASS_ID = 1_000_000
+_BAD_LINE = "\ufdd0bad-line\ufdd0"  # stands in for an undecodable CSV line (already reported)
+
+
+def _metadata_files(root: Path) -> List[Path]:
+    return sorted(
+        p for p in root.iterdir()
+        if p.is_file() and p.suffix.lower() in (".jsonl", ".csv") and not p.name.startswith(".")
+    )
+
+
+def available_splits(root: Path) -> List[str]:
+    """Split names a folder offers: per-split file stems and the values of metadata.*'s split column."""
+    out = set()
+    for p in _metadata_files(root):
+        if p.stem != "metadata":
+            out.add(p.stem)
+            continue
+        scratch = DataReport(source="folder", root=str(root), split="*")
+        try:
+            for _, _, r in iter_rows(p, scratch, BadInputPolicy()):
+                v = r.get("split")
+                if isinstance(v, str) and v.strip():
+                    out.add(v.strip())
+        except DataError:
+            continue
+    return sorted(out)
 
 
 def find_metadata(root: Path, split: str) -> Tuple[Path, bool]:
@@ -45,9 +113,11 @@ def find_metadata(root: Path, split: str) -> Tuple[Path, bool]:
     for name in ("metadata.jsonl", "metadata.csv"):
         if (root / name).is_file():
             return root / name, True
+    have = available_splits(root)
+    listing = f"; splits here: {', '.join(have)}" if have else ""
     raise DataError(
         f"{root}: no metadata for split {split!r}; expected {split}.jsonl, {split}.csv, "
-        "metadata.jsonl or metadata.csv"
+        f"metadata.jsonl or metadata.csv{listing}"
     )
 
 
@@ -59,16 +129,29 @@ def _split_bar(value: Any) -> List[str]:
 
 def iter_rows(path: Path, report: DataReport, policy: BadInputPolicy) -> Iterator[Row]:
     """Rows of a JSONL or CSV file as dicts, with 1-based line numbers; bad lines are Problems."""
-    text, note = read_text(path)
-    if note:
-        report.add(Problem(str(path), note, action="converted"))
-    text = text.lstrip("\ufeff")
+    decoded = decode_lines(read_bytes(path), str(path))
     if path.suffix.lower() == ".csv":
+        bad = {b.line for b in decoded.bad}
+        header_line = next((n for n, t in decoded.lines if t.strip()), None)
+        if bad and (header_line is None or min(bad) < header_line):
+            b = decoded.bad[0]
+            shown = " ".join(f"0x{x:02x}" for x in b.bad)
+            raise DataError(f"{path}:{b.line}: the header line is not valid UTF-8 (byte {shown} at column "
+                            f"{b.column}), so no column can be named; {CONVERT_HINT}")
+        report_decoding(decoded, str(path), report, policy)
+        n_lines = max([n for n, _ in decoded.lines] + [b.line for b in decoded.bad] + [0])
+        by_line = dict(decoded.lines)
+        text = "\n".join(by_line.get(n, _BAD_LINE) for n in range(1, n_lines + 1)) + "\n"
+        text = text.lstrip("\ufeff")
         reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = [f.strip() for f in (reader.fieldnames or [])]
         if not any(k in fields for k in _IMAGE_KEYS):
             raise DataError(f"{path}: no image column (one of {', '.join(_IMAGE_KEYS)}); columns: {fields}")
         for raw in reader:
+            values = list(raw.values())
+            if any(_BAD_LINE in v for v in values if isinstance(v, str)) or (
+                    any(isinstance(v, list) and any(_BAD_LINE in x for x in v) for v in values)):
+                continue  # holds an undecodable line, reported above
             row = {(k or "").strip(): v for k, v in raw.items() if k is not None}
             out: Dict[str, Any] = {k: row[k] for k in row if k not in _CAPTION_KEYS + ("label", "labels")}
             caps: List[str] = []
@@ -82,13 +165,16 @@ def iter_rows(path: Path, report: DataReport, policy: BadInputPolicy) -> Iterato
             # line_num is the record's last physical line: exact for one-line records
             yield str(path), reader.line_num, out
         return
-    for lineno, line_text in enumerate(text.splitlines(), 1):
+    report_decoding(decoded, str(path), report, policy)
+    for lineno, line_text in decoded.lines:
+        if lineno == 1:
+            line_text = line_text.lstrip("\ufeff")
         if not line_text.strip():
             continue  # blank lines carry no item
         try:
             obj = json.loads(line_text)
         except json.JSONDecodeError as e:
-            policy.handle(report, Problem(str(path), f"invalid JSON ({e.msg})", lineno))
+            policy.handle(report, Problem(str(path), f"invalid JSON ({e.msg} at column {e.colno})", lineno))
             continue
         if not isinstance(obj, dict):
             policy.handle(report, Problem(str(path), "a row must be a JSON object", lineno))
@@ -105,19 +191,64 @@ def _raw_captions(row: Dict[str, Any]) -> List[Any]:
 
 
 def _raw_labels(row: Dict[str, Any]) -> List[Any]:
+    """The raw label values of a row; a present ``null`` is a value (an invalid one)."""
     for k in ("labels", "label"):
-        if k in row and row[k] is not None:
+        if k in row:
             v = row[k]
             return list(v) if isinstance(v, (list, tuple)) else [v]
     return []
 
 
-def _is_int_like(x: Any) -> bool:
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, int):
-        return True
-    return isinstance(x, str) and x.strip().isdigit()
+_ID = re.compile(r"\+?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_CSV_NON_LABELS = {"true", "false", "null", "none", "nan"}
+
+
+def _show(raw: Any) -> str:
+    try:
+        return json.dumps(raw, ensure_ascii=False)[:80]
+    except (TypeError, ValueError):
+        return repr(raw)[:80]
+
+
+def _numeric_id(value: float) -> Tuple[str, Any]:
+    if not math.isfinite(value):
+        return "bad", "not a finite number"
+    if not value.is_integer():
+        return "bad", "a class id must be a whole number"
+    if value < 0:
+        return "bad", "a class id cannot be negative"
+    if value > MAX_CLASS_ID:
+        return "bad", f"a class id above {MAX_CLASS_ID:,} (use class names or classes.json)"
+    return "id", int(value)
+
+
+def parse_label(raw: Any, csv_cell: bool = False) -> Tuple[str, Any]:
+    """Classify one raw label: ``("id", int)``, ``("name", str)`` or ``("bad", why)``.
+
+    See the module docstring for the rules; ``csv_cell`` marks a CSV value, where the
+    words true/false/null/none/nan stand for missing or boolean data, not a class.
+    """
+    if isinstance(raw, bool):
+        return "bad", "a boolean, not a class id or name"
+    if isinstance(raw, int):
+        return _numeric_id(float(raw)) if raw <= MAX_CLASS_ID else ("bad", f"a class id above {MAX_CLASS_ID:,}")
+    if isinstance(raw, float):
+        return _numeric_id(raw)
+    if raw is None:
+        return "bad", "null, not a class id or name"
+    if isinstance(raw, str):
+        s = raw.strip()
+        if not s:
+            return "bad", "an empty label"
+        if _ID.fullmatch(s):
+            return _numeric_id(float(int(s))) if len(s) < 16 else ("bad", f"a class id above {MAX_CLASS_ID:,}")
+        if _NUMBER.fullmatch(s):
+            return _numeric_id(float(s))
+        if csv_cell and s.lower() in _CSV_NON_LABELS:
+            return "bad", f"{s!r} is not a class id or name"
+        return "name", s
+    return "bad", f"a {'list' if isinstance(raw, (list, tuple)) else 'JSON object' if isinstance(raw, dict) else type(raw).__name__}, not a class id or name"
 
 
 class LabelMap:
@@ -130,55 +261,129 @@ class LabelMap:
         self._index = {n: i for i, n in enumerate(class_names)}
 
     @classmethod
-    def build(cls, root: Path, seen: Sequence[Any]) -> "LabelMap":
-        """From ``root/classes.json`` if present, else from every raw label ``seen``."""
+    def from_classes_json(cls, path: Path) -> "LabelMap":
+        text, _ = read_text(path)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("classes"), list):
+            obj = obj["classes"]
+        if isinstance(obj, list) and all(isinstance(n, str) for n in obj):
+            dup = next((n for i, n in enumerate(obj) if n in obj[:i]), None)
+            if dup is not None:
+                raise DataError(f"{path}: class name {dup!r} is listed twice")
+            return cls(list(obj), path, ids_only=False)
+        if isinstance(obj, dict) and obj:
+            ids: Dict[str, int] = {}
+            for name, v in obj.items():
+                kind, val = parse_label(v) if not isinstance(v, str) else ("bad", "a string")
+                if kind != "id":
+                    raise DataError(f"{path}: class {name!r}: id {_show(v)} is not a class id ({val})")
+                ids[name] = val
+            if sorted(ids.values()) != list(range(len(ids))):
+                raise DataError(f"{path}: class ids must be 0..{len(ids) - 1}, each once")
+            names = [""] * len(ids)
+            for name, i in ids.items():
+                names[i] = name
+            return cls(names, path, ids_only=False)
+        raise DataError(f"{path}: expected a list of class names or a {{name: id}} object")
+
+    @classmethod
+    def build(cls, root: Path, seen: Sequence[Tuple[str, int, Any, bool]]) -> "LabelMap":
+        """From ``root/classes.json`` if present, else from every ``(file, line, raw, csv)`` label seen.
+
+        Raises:
+            DataError: classes.json is unusable, or (without it) ids and names are mixed.
+        """
         path = root / "classes.json"
         if path.is_file():
-            try:
-                obj = json.loads(read_text(path)[0].lstrip("\ufeff"))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: not valid JSON ({e})") from None
-            if isinstance(obj, dict) and isinstance(obj.get("classes"), list):
-                obj = obj["classes"]
-            if isinstance(obj, list) and all(isinstance(n, str) for n in obj):
-                return cls(list(obj), path, ids_only=False)
-            if isinstance(obj, dict) and all(isinstance(v, int) for v in obj.values()):
-                ids = sorted(obj.values())
-                if ids != list(range(len(ids))):
-                    raise DataError(f"{path}: class ids must be 0..{len(ids) - 1}, each once")
-                names = [""] * len(ids)
-                for name, i in obj.items():
-                    names[i] = name
-                return cls(names, path, ids_only=False)
-            raise DataError(f"{path}: expected a list of class names or a {{name: id}} object")
-        if all(_is_int_like(x) for x in seen):
-            n = max((int(x) for x in seen), default=-1) + 1
-            return cls([str(i) for i in range(n)], None, ids_only=True)
-        names = sorted({str(x).strip() for x in seen if isinstance(x, (str, int)) and not isinstance(x, bool)})
-        return cls(names, None, ids_only=False)
+            return cls.from_classes_json(path)
+        first_id = first_name = None
+        ids: List[int] = []
+        names = set()
+        for file, line, raw, csv_cell in seen:
+            kind, value = parse_label(raw, csv_cell)
+            if kind == "id":
+                ids.append(value)
+                first_id = first_id or (file, line, raw)
+            elif kind == "name":
+                names.add(value)
+                first_name = first_name or (file, line, raw)
+        if first_id and first_name:
+            (f1, l1, r1), (f2, l2, r2) = first_id, first_name
+            raise DataError(
+                f"{root}: labels mix class ids and class names ({Path(f1).name}:{l1} has id {_show(r1)}, "
+                f"{Path(f2).name}:{l2} has name {_show(r2)}); use one kind, or write classes.json "
+                '(["name0", "name1", ...]) to say which name each id means'
+            )
+        if ids:
+            return cls([str(i) for i in range(max(ids) + 1)], None, ids_only=True)
+        return cls(sorted(names), None, ids_only=False)
 
-    def __call__(self, raw: Any) -> Optional[int]:
-        """The class id, or None for an unknown label."""
-        if isinstance(raw, bool) or raw is None:
-            return None
-        if isinstance(raw, float) and raw.is_integer():
-            raw = int(raw)
-        if self.ids_only or (self.from_file is not None and isinstance(raw, int)):
-            if not _is_int_like(raw):
-                return None
-            i = int(raw)
-            return i if 0 <= i < len(self.class_names) else None
-        if isinstance(raw, (str, int)):
-            name = str(raw).strip()
-            if name in self._index:
-                return self._index[name]
-            if self.from_file is not None and name.isdigit() and int(name) < len(self.class_names):
-                return int(name)  # a CSV id column next to a classes.json
+    def __call__(self, raw: Any, csv_cell: bool = False) -> Tuple[Optional[int], Optional[str]]:
+        """``(class id, None)``, or ``(None, reason)`` for an invalid or unknown label."""
+        if isinstance(raw, str) and self.from_file is not None and raw.strip() in self._index:
+            return self._index[raw.strip()], None  # a class literally named "7" in classes.json
+        kind, value = parse_label(raw, csv_cell)
+        if kind == "bad":
+            return None, f"invalid label ({value}): {_show(raw)}"
+        if kind == "id":
+            if value < len(self.class_names):
+                return value, None
+            where = f"{self.from_file.name} has ids 0..{len(self.class_names) - 1}" if self.from_file else "out of range"
+            return None, f"unknown label {raw!r} (class id; {where})"
+        if value in self._index:
+            return self._index[value], None
+        where = f" (not in {self.from_file.name})" if self.from_file else ""
+        return None, f"unknown label {value!r}{where}"
+
+
+def _split_value(raw: Any) -> Tuple[Optional[str], Optional[str]]:
+    """A row's split name, or ``(None, reason)``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, "no split value (other rows of this file have one)"
+    if not isinstance(raw, str):
+        return None, f"split value {_show(raw)} is not text"
+    return raw.strip(), None
+
+
+def _near_miss(value: str, established: Sequence[str]) -> Optional[str]:
+    """The established split ``value`` is probably a misspelling of, else None."""
+    if value in established:
         return None
+    low = value.lower()
+    for name in established:
+        if low == name.lower():
+            return name
+    close = difflib.get_close_matches(low, list(established), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
-def _metadata_files(root: Path) -> List[Path]:
-    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"))
+def _filter_split(root: Path, meta: Path, rows: List[Row], split: str, report: DataReport,
+                  policy: BadInputPolicy) -> List[Row]:
+    """The rows of ``split`` in a metadata.* with a split column; bad split values are Problems."""
+    established = list(KNOWN_SPLITS) + [p.stem for p in _metadata_files(root) if p.stem != "metadata"]
+    established += [split] if split not in established else []
+    kept: List[Row] = []
+    present, suggested = set(), set()
+    for file, line, row in rows:
+        value, why = _split_value(row.get("split"))
+        if value is None:
+            policy.handle(report, Problem(file, why or "no split value", line))
+            continue
+        near = _near_miss(value, established)
+        if near is not None:
+            suggested.add(near)
+            policy.handle(report, Problem(file, f"unknown split {value!r} (did you mean {near!r}?)", line))
+            continue
+        present.add(value)
+        if value == split:
+            kept.append((file, line, row))
+    if split not in present and split not in suggested:
+        have = ", ".join(sorted(present)) or "none"
+        raise DataError(f"{meta}: no rows of split {split!r}; its split column has: {have}")
+    return kept
 
 
 def load_folder(
@@ -198,6 +403,10 @@ def load_folder(
         multi_label: force single/multi-label; default: ``world.json``'s
             ``multi_label`` if present, else True when any image has several labels.
         max_captions: keep at most this many captions per image.
+
+    Raises:
+        DataError: root is not a folder, the split exists nowhere, a CSV has no image
+            column, classes.json is unusable, or ids and names are mixed without it.
     """
     policy = policy or BadInputPolicy()
     root = Path(root)
@@ -205,17 +414,19 @@ def load_folder(
         raise DataError(f"{root}: not a folder")
     meta, filter_split = find_metadata(root, split)
     report = DataReport(source="folder", root=str(root), split=split)
-    rows = list(iter_rows(meta, report, policy))
-    if filter_split and any("split" in r for _, _, r in rows):
-        rows = [t for t in rows if str(t[2].get("split", "")).strip() == split]
+    all_rows = list(iter_rows(meta, report, policy))
+    rows = all_rows
+    if filter_split and any("split" in r for _, _, r in all_rows):
+        rows = _filter_split(root, meta, all_rows, split, report, policy)
 
-    # labels seen anywhere in root, so every split numbers string labels the same way
-    seen: List[Any] = []
+    # labels seen anywhere in root, so every split numbers labels the same way
+    seen: List[Tuple[str, int, Any, bool]] = []
     scratch = DataReport(source="folder", root=str(root), split="*")
     for path in _metadata_files(root):
+        is_csv = path.suffix.lower() == ".csv"
         try:
-            it = rows if path == meta and not filter_split else iter_rows(path, scratch, BadInputPolicy())
-            seen += [x for _, _, r in it for x in _raw_labels(r)]
+            it = all_rows if path == meta else iter_rows(path, scratch, BadInputPolicy())
+            seen += [(f, n, x, is_csv) for f, n, r in it for x in _raw_labels(r)]
         except DataError:
             continue  # a non-metadata CSV in root: its problems are not this split's
     label_map = LabelMap.build(root, seen)
@@ -226,19 +437,20 @@ def load_folder(
     for file, line, row in rows:
         image = next((row[k] for k in _IMAGE_KEYS if row.get(k)), None)
         if not isinstance(image, str) or not image.strip():
-            policy.handle(report, Problem(file, "row without an image path", line))
+            why = "row without an image path" if image is None else f"image path {_show(image)} is not text"
+            policy.handle(report, Problem(file, why, line))
             continue
         labels: List[int] = []
         bad = None
+        is_csv = file.lower().endswith(".csv")
         for raw in _raw_labels(row):
-            cid = label_map(raw)
+            cid, why = label_map(raw, is_csv)
             if cid is None:
-                bad = raw
+                bad = why
                 break
             labels.append(cid)
         if bad is not None:
-            where = f" (not in {label_map.from_file.name})" if label_map.from_file else ""
-            policy.handle(report, Problem(file, f"unknown label {bad!r}{where}", line))
+            policy.handle(report, Problem(file, bad, line))
             continue
         raw_caps = _raw_captions(row)
         cap_attrs = row.get("caption_attributes")
@@ -299,8 +511,8 @@ def _world_multi_label(root: Path) -> Optional[bool]:
     if not path.is_file():
         return None
     try:
-        obj = json.loads(read_text(path)[0].lstrip("\ufeff"))
-    except json.JSONDecodeError:
+        obj = json.loads(read_text(path)[0])
+    except (json.JSONDecodeError, DataError):
         return None  # inspect's synthetic check reports a broken world.json
     value = obj.get("multi_label") if isinstance(obj, dict) else None
     return value if isinstance(value, bool) else None

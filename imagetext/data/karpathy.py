@@ -8,18 +8,39 @@ matching literature trains on train + restval (113,287 COCO images) and tests on
 Images are looked for at ``image_root/<filepath>/<filename>``, ``image_root/<filename>``,
 ``root/<filepath>/<filename>``, ``root/images/<filename>``, ``root/flickr30k-images/<filename>``
 and ``root/<filename>``. There are no labels.
+
+An image whose ``split`` is not one of train / val / test / restval (``"tset"``,
+``"Test"``, missing) belongs to no split: it is a skipped Problem naming the image and
+the value, with the closest valid name suggested, in every split loaded (``all`` takes
+every image). A missing image file is a skipped Problem naming the file. The JSON must
+be UTF-8 (or carry a BOM); a byte that is not is a DataError naming line and column.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import DataError
 from .images import check_image
-from .records import BadInputPolicy, DataReport, LoadedSplit, Problem, Sample, clean_captions, finish_split
+from .records import (
+    BadInputPolicy, DataReport, LoadedSplit, Problem, Sample, clean_captions, finish_split, read_text, unknown_split,
+)
 
 _SPLITS = ("train", "val", "test", "restval", "all")
+SPLIT_VALUES = ("train", "val", "test", "restval")
+
+
+def _bad_split(value: object) -> str:
+    """Why an image's ``split`` value is not a split, with the closest valid name."""
+    if value is None:
+        return "no 'split' value; it belongs to no split"
+    text = str(value)
+    close = [n for n in SPLIT_VALUES if n == text.strip().lower()] or difflib.get_close_matches(
+        text.strip().lower(), SPLIT_VALUES, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; use one of {', '.join(SPLIT_VALUES)}"
+    return f"unknown split {value!r}{hint}"
 
 
 def find_karpathy_json(root: Path, json_name: Optional[str] = None) -> Path:
@@ -73,12 +94,13 @@ def load_karpathy(
     policy = policy or BadInputPolicy()
     root = Path(root)
     if split not in _SPLITS:
-        raise DataError(f"karpathy: unknown split {split!r}; use one of {', '.join(_SPLITS)}")
+        raise unknown_split("karpathy", split, _SPLITS)
     path = find_karpathy_json(root, json_name)
+    text, _ = read_text(path)
     try:
-        obj = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
         raise DataError(f"{path}: expected a JSON object with an 'images' list")
     wanted = {split}
@@ -94,9 +116,14 @@ def load_karpathy(
         if not isinstance(img, dict) or not img.get("filename"):
             policy.handle(report, Problem(where, "image entry without a filename"))
             continue
-        if split != "all" and img.get("split") not in wanted:
-            continue
         filename, filepath = str(img["filename"]), str(img.get("filepath") or "")
+        if split != "all":
+            value = img.get("split")
+            if not isinstance(value, str) or value not in SPLIT_VALUES:
+                policy.handle(report, Problem(f"{path} (images[{i}] {filename})", _bad_split(value)))
+                continue
+            if value not in wanted:
+                continue
         raw: List[Any] = []
         for sent in img.get("sentences") or []:
             if isinstance(sent, dict) and "raw" not in sent and isinstance(sent.get("tokens"), list):

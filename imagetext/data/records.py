@@ -160,54 +160,183 @@ def clean_captions(
     return out
 
 
-# --- helpers shared by the on-disk loaders -------------------------------------------
+# --- text decoding shared by the on-disk loaders ------------------------------------------
+#
+# Text files are UTF-8. A BOM (UTF-8, UTF-16) says otherwise and wins; a file that is not
+# UTF-8 but has NUL bytes in every other position is read as UTF-16 without BOM. Nothing
+# else is guessed: a line with a byte that is not UTF-8 is reported on *that line* (file,
+# line, column, the bytes) and skipped, every other line is kept exactly, and the message
+# says how to convert the file. A cp1252 file is therefore not silently re-decoded (that
+# turned "café" into "cafÃ©" in every caption when only one byte was off).
+#
+# Line-based readers (JSONL, CSV, CUB text files, classes.txt) use :func:`read_lines` and
+# get one Problem per bad line; whole-document readers (JSON) use :func:`read_text`, which
+# raises a DataError naming file, line and column.
 
 _BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8 with BOM"),
-    (b"\xff\xfe", "utf-16", "UTF-16 (little-endian BOM)"),
-    (b"\xfe\xff", "utf-16", "UTF-16 (big-endian BOM)"),
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8 with BOM"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16 (little-endian BOM)"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16 (big-endian BOM)"),
 )
 
+CONVERT_HINT = "convert the file to UTF-8, e.g. iconv -f cp1252 -t utf-8 FILE > FILE.utf8"
 
-def decode_text(data: bytes) -> Tuple[str, Optional[str]]:
-    """Decode a text file's bytes; returns ``(text, note)``, ``note`` naming a non-UTF-8 encoding.
 
-    The chain: a BOM (UTF-8 / UTF-16) wins; then strict UTF-8 (no note); then UTF-16
-    without BOM when NUL bytes sit in every other position; then cp1252 and finally
-    latin-1, which decodes any byte string (so this never fails, but says so).
+@dataclass
+class BadLine:
+    """A line that is not valid UTF-8: where, and which bytes."""
+
+    line: int  # 1-based
+    column: int  # 1-based byte column of the first invalid byte
+    offset: int  # 0-based byte offset of that byte in the file
+    bad: bytes  # the invalid bytes (as Python's decoder delimits them)
+
+    def reason(self) -> str:
+        shown = " ".join(f"0x{b:02x}" for b in self.bad)
+        return (f"invalid UTF-8 (byte {shown} at column {self.column}, file offset {self.offset}); "
+                f"line skipped; {CONVERT_HINT}")
+
+
+@dataclass
+class DecodedLines:
+    """A text file split into lines (on ``\\n``; a trailing ``\\r`` is dropped).
+
+    Attributes:
+        lines: ``(line number, text)`` of every decodable line, 1-based, in order.
+        bad: the lines that are not valid UTF-8 (absent from ``lines``).
+        note: the encoding when it is not plain UTF-8 (a BOM, UTF-16), else None.
     """
-    for bom, codec, name in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(codec), f"decoded as {name}"
-            except UnicodeDecodeError:
-                break  # a BOM followed by garbage: fall through to the byte-level guesses
+
+    lines: List[Tuple[int, str]]
+    bad: List[BadLine]
+    note: Optional[str] = None
+
+
+def _split(text: str) -> List[str]:
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()  # the newline that ends the last line
+    return [p[:-1] if p.endswith("\r") else p for p in parts]
+
+
+def _utf16_without_bom(data: bytes) -> Optional[str]:
+    """The codec of a BOM-less UTF-16 file (NULs in every other position), else None."""
+    if len(data) < 2 or len(data) % 2 or b"\x00" not in data:
+        return None
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    if max(even, odd) < len(data) // 8:  # a stray NUL is not UTF-16
+        return None
+    return "utf-16-le" if odd > even else "utf-16-be"
+
+
+def _decode_whole(data: bytes, codec: str, name: str, what: str) -> str:
     try:
-        return data.decode("utf-8"), None
+        return data.decode(codec)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}: {what} but not valid {codec.upper()} at byte {e.start}; "
+                        f"save it again as UTF-8") from None
+
+
+def _decode_whole_file(data: bytes, name: str) -> Tuple[Optional[str], int, Optional[str]]:
+    """``(text, body start, note)``: the text when the whole file decodes (BOM, UTF-8, UTF-16), else None."""
+    start = 0
+    for bom, codec, label in _BOMS:
+        if data.startswith(bom):
+            if codec != "utf-8":
+                return _decode_whole(data[len(bom):], codec, name, f"starts with a {label}"), len(bom), f"decoded as {label}"
+            start = len(bom)
+            break
+    note = "decoded as UTF-8 with BOM" if start else None
+    try:
+        return data[start:].decode("utf-8"), start, note
     except UnicodeDecodeError:
         pass
-    if len(data) >= 2 and len(data) % 2 == 0 and b"\x00" in data:
-        even, odd = data[0::2].count(0), data[1::2].count(0)
-        codec = "utf-16-le" if odd > even else "utf-16-be"
+    codec = None if start else _utf16_without_bom(data)
+    if codec is not None:
         try:
-            return data.decode(codec), f"decoded as {codec.upper()} without BOM"
+            return data.decode(codec), 0, f"decoded as {codec.upper()} without BOM"
         except UnicodeDecodeError:
             pass
+    return None, start, note
+
+
+def decode_lines(data: bytes, name: str = "<text>") -> DecodedLines:
+    """Decode a text file's bytes line by line (see the rules above).
+
+    Raises:
+        DataError: only when a UTF-16 BOM is followed by bytes that are not UTF-16
+            (nothing of such a file can be trusted).
+    """
+    text, start, note = _decode_whole_file(data, name)
+    if text is not None:
+        return DecodedLines(list(enumerate(_split(text), 1)), [], note)
+    lines: List[Tuple[int, str]] = []
+    bad: List[BadLine] = []
+    raw_lines = data[start:].split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    offset = start
+    for lineno, raw in enumerate(raw_lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad.append(BadLine(lineno, e.start + 1, offset + e.start, raw[e.start:e.end]))
+        else:
+            lines.append((lineno, line[:-1] if line.endswith("\r") else line))
+        offset += len(raw) + 1
+    return DecodedLines(lines, bad, note)
+
+
+def decode_text(data: bytes, name: str = "<text>") -> Tuple[str, Optional[str]]:
+    """Decode a whole document (a JSON file); returns ``(text, note)`` without a leading BOM.
+
+    ``note`` names a non-plain-UTF-8 encoding (BOM, UTF-16), None for plain UTF-8.
+
+    Raises:
+        DataError: a byte is not valid UTF-8; the message names ``name``, line and column.
+    """
+    text, _, note = _decode_whole_file(data, name)
+    if text is not None:
+        return text.lstrip("\ufeff"), note
+    decoded = decode_lines(data, name)
+    b = decoded.bad[0]
+    more = f" (and {len(decoded.bad) - 1} more lines)" if len(decoded.bad) > 1 else ""
+    shown = " ".join(f"0x{x:02x}" for x in b.bad)
+    raise DataError(f"{name}:{b.line}:{b.column}: invalid UTF-8 (byte {shown} at line {b.line}, "
+                    f"column {b.column}){more}; {CONVERT_HINT}")
+
+
+def read_bytes(path: Path) -> bytes:
     try:
-        # cp1252 equals latin-1 on every printable latin-1 byte and also maps the
-        # typographic quotes Windows editors write in 0x80-0x9F
-        return data.decode("cp1252"), "decoded as latin-1/cp1252 (not UTF-8)"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "decoded as latin-1/cp1252 (not UTF-8)"
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def read_text(path: Path) -> Tuple[str, Optional[str]]:
-    """Read a text file with :func:`decode_text`'s fallback chain; DataError if unreadable."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_text(data)
+    """Read a whole document strictly (:func:`decode_text`); DataError if unreadable or not UTF-8."""
+    return decode_text(read_bytes(path), str(path))
+
+
+def report_decoding(decoded: DecodedLines, file: str, report: DataReport, policy: BadInputPolicy) -> None:
+    """Record a file's encoding note (``converted``) and each undecodable line (``skipped``)."""
+    if decoded.note:
+        report.add(Problem(file, decoded.note, action="converted"))
+    for b in decoded.bad:
+        policy.handle(report, Problem(file, b.reason(), b.line))
+
+
+def read_lines(path: Path, report: DataReport, policy: BadInputPolicy) -> List[Tuple[int, str]]:
+    """The decodable ``(line number, text)`` lines of a text file; the rest are Problems.
+
+    Raises:
+        DataError: the file cannot be read, or (``error`` policy) a line is not UTF-8.
+    """
+    decoded = decode_lines(read_bytes(path), str(path))
+    report_decoding(decoded, str(path), report, policy)
+    return decoded.lines
 
 
 def finish_split(
@@ -222,3 +351,12 @@ def finish_split(
     report.classes = len(class_names)
     report.labels = sum(1 for s in samples if s.labels)
     return LoadedSplit(samples=samples, class_names=list(class_names), report=report, multi_label=multi_label)
+
+
+def unknown_split(source: str, split: str, valid: Sequence[str]) -> DataError:
+    """The DataError for a split that ``source`` does not have, with the closest valid name."""
+    import difflib
+
+    close = difflib.get_close_matches(str(split).lower(), list(valid), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return DataError(f"{source}: unknown split {split!r}{hint}; available splits: {', '.join(valid)}")
