@@ -51,9 +51,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if args.group is None else 2
     try:
         rc = args.func(args)
-    except (UserError, FileNotFoundError) as e:
+    except UserError as e:
         print(f"t2i {args.group}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the user named cannot be read or written: say which, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"t2i {args.group}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"t2i {args.group}: interrupted", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

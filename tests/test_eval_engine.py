@@ -13,7 +13,8 @@ from PIL import Image
 from imagetext.cli import main
 from imagetext.errors import MetricInputError
 from imagetext.metrics import FeatureStats, frechet_distance
-from imagetext.metrics.engine import extract, list_images
+from imagetext.metrics.engine import ImageFiles, extract
+from imagetext.metrics.inputs import resolve_input
 from imagetext.metrics.evaluator import SynthEvaluator
 from imagetext.metrics.evaluator_train import head_specs
 
@@ -38,36 +39,77 @@ def tiny_evaluator(tmp_path_factory) -> Path:
     return model.save_pretrained(tmp_path_factory.mktemp("evaluator") / "synth_tiny")
 
 
-def test_list_images_rejects_bad_folders(tmp_path):
-    with pytest.raises(MetricInputError, match="not a folder"):
-        list_images(tmp_path / "missing")
+def _resolve(path):
+    import argparse
+
+    return resolve_input(str(path), argparse.Namespace(size=64, data_root=None))
+
+
+def test_folder_inputs_count_and_name_what_they_skip(tmp_path):
+    from imagetext.errors import UserError
+
+    with pytest.raises(UserError, match="no such folder"):
+        _resolve(tmp_path / "missing")
     _write_images(tmp_path / "one", 1)
-    with pytest.raises(MetricInputError, match="1 image"):
-        list_images(tmp_path / "one")
+    with pytest.raises(MetricInputError, match="1 usable image"):
+        _resolve(tmp_path / "one")
     d = _write_images(tmp_path / "odd", 3)
     (d / "weights.bin").write_bytes(b"\0")
-    with pytest.raises(MetricInputError, match="non-image file.*weights.bin"):
-        list_images(d)
+    (d / ".DS_Store").write_bytes(b"\0")
+    (d / ".hidden.png").write_bytes(b"\0")
+    s = _resolve(d)
+    summ = s.summary()
+    assert (summ["used"], summ["skipped"], summ["given"]) == (3, 3, 6)
+    text = " ".join(summ["problems"])
+    assert "weights.bin: not an image" in text and ".DS_Store: hidden file" in text and ".hidden.png: hidden file" in text
+    # mixed sizes are fine: each image is resized on its own, and the sizes are recorded
     d = _write_images(tmp_path / "mixed", 3)
-    Image.new("RGB", (32, 32)).save(d / "big.png")
-    with pytest.raises(MetricInputError, match="mixed sizes"):
-        list_images(d)
-    assert len(list_images(d, allow_mixed_sizes=True)) == 4
+    Image.new("RGB", (32, 20)).save(d / "big.png")
+    assert _resolve(d).used == 4
+    # a folder with one metadata file means the images it lists; the others are named
+    d = _write_images(tmp_path / "meta", 4)
+    (d / "metadata.jsonl").write_text('{"image": "000.png", "caption": "a"}\n{"image": "001.png", "caption": "b"}\n')
+    s = _resolve(d)
+    assert s.used == 2 and s.has_prompts and s.summary()["given"] == 4
+    assert any("002.png: image not listed in metadata.jsonl" in p for p in s.summary()["problems"])
+    # a world's root (train.jsonl + test.jsonl) is ambiguous: the message names the way to choose
+    (d / "train.jsonl").write_text('{"image": "002.png", "caption": "c"}\n')
+    with pytest.raises(Exception, match="dataset:folder:"):
+        _resolve(d)
+
+
+def test_undecodable_image_is_an_error_naming_it(tmp_path, tiny_evaluator):
+    from imagetext.registry import FEATURE_EXTRACTORS
+
     d = _write_images(tmp_path / "broken", 3)
     (d / "bad.png").write_bytes(b"not a png")
+    ext = FEATURE_EXTRACTORS.build("synth", path=str(tiny_evaluator))
     with pytest.raises(MetricInputError, match="bad.png"):
-        list_images(d)
-    # prompt files beside generated images are fine
-    d = _write_images(tmp_path / "ok", 3)
-    (d / "metadata.jsonl").write_text("{}\n")
-    assert len(list_images(d)) == 3
+        extract(ext, _resolve(d).source(), progress=False)
+
+
+def test_mixed_sizes_resize_each_image_on_its_own(tmp_path, tiny_evaluator):
+    """A batch of mixed sizes gives each image the features it has alone."""
+    from imagetext.registry import FEATURE_EXTRACTORS
+
+    ext = FEATURE_EXTRACTORS.build("synth", path=str(tiny_evaluator))
+    d = _write_images(tmp_path / "m", 3, size=24)
+    _write_images(tmp_path / "m2", 2, size=40, seed=5)
+    for p in (tmp_path / "m2").iterdir():
+        p.rename(d / f"big_{p.name}")
+    files = sorted(d.iterdir())
+    together = extract(ext, files, batch_size=5, keep_features=True, progress=False)
+    alone = np.concatenate([extract(ext, [f, f], batch_size=1, keep_features=True, progress=False).features[:1]
+                            for f in files])
+    np.testing.assert_allclose(together.features, alone, rtol=1e-5, atol=1e-6)
+    assert together.image_sizes == {"24x24": 3, "40x40": 2}
 
 
 def test_extraction_does_not_depend_on_batch_size(tmp_path, tiny_evaluator):
     from imagetext.registry import FEATURE_EXTRACTORS
 
     ext = FEATURE_EXTRACTORS.build("synth", path=str(tiny_evaluator))
-    files = list_images(_write_images(tmp_path / "a", 7))
+    files = sorted(_write_images(tmp_path / "a", 7).iterdir())
     r1 = extract(ext, files, batch_size=2, keep_features=True, keep_logits=True, progress=False)
     r2 = extract(ext, files, batch_size=7, keep_features=True, keep_logits=True, progress=False)
     assert r1.n == 7 and r1.features.shape == (7, ext.feature_dim) and r1.logits.shape[0] == 7
@@ -132,7 +174,7 @@ def test_cli_stats_then_fid_from_npz(tmp_path, capsys, tiny_evaluator):
     assert "wrong.npz" in capsys.readouterr().err
     # KID cannot be computed from statistics
     assert main(["eval", "kid", "--real", str(tmp_path / "a.npz"), "--fake", str(b), *common, "--no-progress"]) == 2
-    assert "KID needs" in capsys.readouterr().err
+    assert "KID needs the images" in capsys.readouterr().err
 
 
 def test_cli_kid_and_is(tmp_path, capsys, tiny_evaluator):
@@ -216,12 +258,14 @@ def test_cli_faithfulness_folder_matches_dataset_and_all_reads_once(tmp_path, ca
     assert main(["data", "synth", "--world", "birds", "--out", str(out), "--n-train", "1", "--n-test", "24",
                  "--size", "64", "--json"]) == 0
     capsys.readouterr()
-    from_disk = _cli_json(capsys, ["eval", "faithfulness", "--images", str(out), "--world", "birds"])
+    from_disk = _cli_json(capsys, ["eval", "faithfulness", "--images", "dataset:folder:test", "--data-root", str(out),
+                                   "--world", "birds"])
     in_memory = _cli_json(capsys, ["eval", "faithfulness", "--images", "dataset:birds:test:24", "--world", "birds"])
     assert from_disk["n_images"] == 24
     assert from_disk["per_attribute"] == in_memory["per_attribute"] and from_disk["overall"] == in_memory["overall"]
     assert from_disk["overall"] > 0.8  # real images against their own captions
-    res = _cli_json(capsys, ["eval", "all", "--real", "dataset:birds:train:24", "--fake", str(out), "--world", "birds",
+    res = _cli_json(capsys, ["eval", "all", "--real", "dataset:birds:train:24", "--fake", "dataset:folder:test",
+                             "--data-root", str(out), "--world", "birds",
                              "--subsets", "3", "--subset-size", "10", "--splits", "2"])
     for key in ("fid", "kid", "inception_score", "faithfulness", "weights_sha256"):
         assert key in res, key

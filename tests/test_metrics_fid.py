@@ -202,7 +202,7 @@ def test_fid_from_stats_refuses_different_extractors():
     rng = np.random.default_rng(12)
     a = FeatureStats(meta={"extractor": "inception-tf"}).update(rng.standard_normal((10, 3)))
     b = FeatureStats(meta={"extractor": "clip-vit-b32"}).update(rng.standard_normal((10, 3)))
-    with pytest.raises(MetricInputError, match="different feature extractors"):
+    with pytest.raises(MetricInputError, match="made differently.*extractor"):
         fid_from_stats(a, b)
     assert fid_from_stats(a, b, check_meta=False) > 0
 
@@ -267,7 +267,12 @@ def test_bad_input_raises_named_errors(tmp_path):
     np.savez(tmp_path / "nomu.npz", sigma=sigma)
     np.savez(tmp_path / "shape.npz", mu=mu, sigma=np.eye(2))
     (tmp_path / "junk.npz").write_text("not a zip")
-    for name, msg in (("nomu.npz", "missing key 'mu'"), ("shape.npz", "expected \\(3, 3\\)"),
-                      ("junk.npz", "not a readable"), ("absent.npz", "not found")):
+    np.savez(tmp_path / "n1.npz", mu=mu, sigma=sigma, n=np.int64(1))
+    np.savez(tmp_path / "zero.npz", mu=np.zeros(3), sigma=np.zeros((3, 3)))
+    np.save(tmp_path / "arr.npy", mu)
+    (tmp_path / "arr.npy").rename(tmp_path / "arr.npz")
+    for name, msg in (("nomu.npz", "missing key\\(s\\) mu"), ("shape.npz", "expected \\(3, 3\\)"),
+                      ("junk.npz", "not an .npz archive \\(looks like text\\)"), ("absent.npz", "no such file"),
+                      ("n1.npz", "n=1 image"), ("zero.npz", "sigma is all zeros"), ("arr.npz", "looks like npy")):
         with pytest.raises(MetricInputError, match=msg):
             FeatureStats.load_npz(tmp_path / name)

@@ -10,33 +10,31 @@ No model is loaded here (feature extractors live in :mod:`imagetext.metrics.extr
 - Retrieval: :func:`retrieval_recall`, :func:`coco_retrieval`, :func:`retrieval_ranks`
 
 Bad input raises :class:`imagetext.errors.MetricInputError`, never a wrong number.
+Names load lazily, so ``t2i --help`` (which imports :mod:`imagetext.metrics.cli`) never
+pays for numpy, scipy or torch.
 """
-from ..errors import MetricInputError
-from .clipscore import CLIPSCORE_CONVENTIONS, clip_score, format_clip_score
-from .fid import FeatureStats, fid_from_features, fid_from_stats, frechet_distance
-from .inception_score import inception_score
-from .kid import kernel_inception_distance, polynomial_mmd2
-from .retrieval import (
-    BlockSimilarity,
-    DenseSimilarity,
-    EmbeddingSimilarity,
-    RetrievalRanks,
-    coco_retrieval,
-    recall_from_ranks,
-    retrieval_ranks,
-    retrieval_recall,
-    retrieval_recall_from_embeddings,
-)
-from .rprecision import r_precision
+from __future__ import annotations
 
-__all__ = [
-    "MetricInputError",
-    "frechet_distance", "fid_from_features", "fid_from_stats", "FeatureStats",
-    "kernel_inception_distance", "polynomial_mmd2",
-    "inception_score",
-    "r_precision",
-    "clip_score", "format_clip_score", "CLIPSCORE_CONVENTIONS",
-    "retrieval_recall", "retrieval_ranks", "recall_from_ranks", "coco_retrieval",
-    "retrieval_recall_from_embeddings", "RetrievalRanks",
-    "DenseSimilarity", "EmbeddingSimilarity", "BlockSimilarity",
-]
+import importlib
+from typing import Any
+
+from ..errors import MetricInputError
+
+_LAZY = {
+    "CLIPSCORE_CONVENTIONS": "clipscore", "clip_score": "clipscore", "format_clip_score": "clipscore",
+    "FeatureStats": "fid", "fid_from_features": "fid", "fid_from_stats": "fid", "frechet_distance": "fid",
+    "inception_score": "isc",
+    "kernel_inception_distance": "kid", "polynomial_mmd2": "kid",
+    "BlockSimilarity": "retrieval", "DenseSimilarity": "retrieval", "EmbeddingSimilarity": "retrieval",
+    "RetrievalRanks": "retrieval", "coco_retrieval": "retrieval", "recall_from_ranks": "retrieval",
+    "retrieval_ranks": "retrieval", "retrieval_recall": "retrieval", "retrieval_recall_from_embeddings": "retrieval",
+    "r_precision": "rprecision",
+}
+
+__all__ = ["MetricInputError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

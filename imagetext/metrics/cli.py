@@ -1,14 +1,18 @@
 """``t2i eval``: every metric from the command line, with provenance beside each number.
 
 Inputs name where images come from:
-    DIR                       a folder of images (recursive)
+    DIR                       a folder of images (recursive); with one metadata.jsonl, the images it lists
     FILE.npz                  precomputed statistics (mu, sigma), FID only
-    dataset:NAME:SPLIT[:N]    a registered data set (birds, scenes, or cub/coco/... with --data-root)
+    dataset:NAME:SPLIT[:N]    a registered data set (birds, scenes, or cub/coco/karpathy/folder with --data-root)
 Metrics that need prompts (clipscore, faithfulness, rprecision) read a folder in the
 generic folder format (images + metadata.jsonl with "image", "caption(s)" and, on the
 synthetic worlds, "caption_attributes"), or dataset:NAME:SPLIT (real images with their
 own first caption: the ceiling a generator can reach).
 
+Every input is resolved and every output path checked before any extraction; items not
+used (hidden files, non-images, rows the loader rejected) are named in the JSON and
+counted on stderr. Images may differ in size: each is resized on its own to the
+extractor's input, and the result records the sizes seen and the resize mode.
 Runs under ``accelerate launch``: each process extracts a shard, statistics are merged.
 """
 from __future__ import annotations
@@ -17,42 +21,76 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
-
-from torch.utils.data import Dataset
-
+from ..cliargs import check_output_file, int_range, positive_int, seed_int, nonneg_int, write_text_atomic
 from ..dist import init_distributed, is_main_process
 from ..errors import MetricInputError, UserError
 
 METRICS = ["fid", "kid", "is", "rprecision", "clipscore", "retrieval", "faithfulness", "stats", "all"]
+EXTRACTOR_HELP = {
+    "inception": "inception = Inception-v3 with the TF FID weights",
+    "synth": "synth = the evaluator trained on the synthetic worlds",
+    "clip": "clip = an open_clip model (--clip-model, --weights)",
+}
 
 
 # ----------------------------------------------------------------------------- arguments
 
 
-def _common(p: argparse.ArgumentParser, extractor: Optional[str] = "inception") -> None:
+def _output(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
-    g.add_argument("--json", action="store_true", help="print one JSON object (numbers + provenance)")
-    g.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (subsets, splits, folds)")
+    g.add_argument("--json", action="store_true", help="print one JSON object (numbers, inputs used/skipped, provenance)")
+    g.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (checked before any work)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of every random choice: subsets, splits, folds (default 0)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    if extractor is None:
-        return
+
+
+def _compute(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("compute")
+    g.add_argument("--batch-size", type=positive_int, default=50, help="images per forward pass (default 50)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where networks run; auto = accelerate's device under accelerate launch, else CUDA if present (default auto)")
+    g.add_argument("--workers", type=nonneg_int, default=None, metavar="N",
+                   help="data-loader workers decoding images (default: 0 on CPU, up to 8 on CUDA)")
+
+
+def _features(p: argparse.ArgumentParser, extractors: Sequence[str]) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--extractor", default=extractor, choices=["inception", "synth", "clip"],
-                   help=f"feature network (default {extractor}); synth = the evaluator trained on the synthetic worlds")
-    g.add_argument("--world", default="birds", choices=["birds", "scenes"], help="synth evaluator world (default birds)")
-    g.add_argument("--weights", help="weights file for the extractor (Inception .pth from torch-fidelity/pytorch-fid; "
-                   "synth checkpoint folder; CLIP checkpoint)")
-    g.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name for --extractor clip")
-    g.add_argument("--resize-mode", default="bilinear", choices=["bilinear", "bicubic-antialias"],
-                   help="how Inception inputs are resized to 299 (recorded with the result)")
-    g.add_argument("--batch-size", type=int, default=50)
-    g.add_argument("--size", type=int, default=64, help="render size for dataset:birds / dataset:scenes inputs")
-    g.add_argument("--data-root", help="root folder for dataset:cub / coco / karpathy / folder inputs")
-    g.add_argument("--allow-mixed-sizes", action="store_true", help="accept folders whose images differ in size")
+    if len(extractors) > 1:
+        g.add_argument("--extractor", default=extractors[0], choices=list(extractors),
+                       help=f"feature network (default {extractors[0]}): " + "; ".join(EXTRACTOR_HELP[e] for e in extractors))
+    else:
+        p.set_defaults(extractor=extractors[0])
+    if "synth" in extractors:
+        g.add_argument("--world", default="birds", choices=["birds", "scenes"], help="synth evaluator's world (default birds)")
+    weights = {"inception": "Inception .pth from torch-fidelity/pytorch-fid", "synth": "synth evaluator folder",
+               "clip": "CLIP checkpoint (without it CLIP is randomly initialised and says so)"}
+    g.add_argument("--weights", metavar="PATH", help="weights for the extractor: " + "; ".join(weights[e] for e in extractors))
+    if "clip" in extractors:
+        g.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name for the clip extractor (default ViT-B-32)")
+    if "inception" in extractors:
+        g.add_argument("--resize-mode", default="bilinear", choices=["bilinear", "bicubic-antialias"],
+                       help="how Inception inputs are resized to 299 (recorded with the result; default bilinear)")
+    _compute(p)
+
+
+def _data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data sets (dataset:NAME:SPLIT inputs)")
+    g.add_argument("--size", type=int_range(32, 256), default=64, help="render size for dataset:birds / dataset:scenes (default 64)")
+    g.add_argument("--data-root", metavar="DIR", help="root folder for dataset:cub / coco / karpathy / folder inputs")
+
+
+def _pair(p: argparse.ArgumentParser, npz: bool) -> None:
+    kinds = "DIR, FILE.npz or dataset:NAME:SPLIT[:N]" if npz else "DIR or dataset:NAME:SPLIT[:N]"
+    p.add_argument("--real", required=True, metavar="INPUT", help=f"reference images: {kinds}")
+    p.add_argument("--fake", required=True, metavar="INPUT", help=f"generated images: {kinds}")
+
+
+def _kid_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subsets", type=positive_int, default=100, help="KID: random subsets (default 100)")
+    p.add_argument("--subset-size", type=positive_int, default=None, metavar="N",
+                   help="KID: images per subset (default min(1000, smaller set)); larger than a set is an error")
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -61,184 +99,117 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     group.set_defaults(_group_parser=group)
     sub = group.add_subparsers(dest="metric", metavar="METRIC")
 
-    p = sub.add_parser("fid", help="Frechet distance between two image sets or statistics files")
-    _pair(p)
-    _common(p)
-    p.set_defaults(func=_wrap(_fid))
+    def cmd(name: str, help_text: str, fn: Callable[[argparse.Namespace], Dict[str, Any]]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=_wrap(fn))
+        return p
 
-    p = sub.add_parser("kid", help="kernel inception distance (needs images, not statistics)")
-    _pair(p, kid=True)
-    _common(p)
-    p.set_defaults(func=_wrap(_kid))
+    p = cmd("fid", "Frechet distance between two image sets or statistics files", _fid)
+    _pair(p, npz=True)
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare statistics made differently (extractor, weights, resize mode, input size); the output records it")
+    _features(p, ["inception", "synth", "clip"])
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("is", help="Inception Score (synth: species/category logits; inception: needs the .pth weights)")
-    p.add_argument("--images", required=True)
-    p.add_argument("--splits", type=int, default=10)
-    _common(p, extractor="synth")
-    p.set_defaults(func=_wrap(_is))
+    p = cmd("kid", "kernel inception distance (needs images, not statistics)", _kid)
+    _pair(p, npz=False)
+    _kid_opts(p)
+    _features(p, ["inception", "synth", "clip"])
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("rprecision", help="R-precision with DAMSM-style encoders (true caption vs 99 mismatched)")
-    p.add_argument("--images", required=True, help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT")
-    p.add_argument("--text-encoder", required=True, help="folder written by a text encoder's save_pretrained")
-    p.add_argument("--image-encoder", required=True, help="folder written by an image encoder's save_pretrained")
+    p = cmd("is", "Inception Score (synth: species/category logits; inception: needs the .pth weights)", _is)
+    p.add_argument("--images", required=True, metavar="INPUT", help="DIR or dataset:NAME:SPLIT[:N]")
+    p.add_argument("--splits", type=positive_int, default=10, help="splits for mean ± std (default 10; at most the number of images)")
+    _features(p, ["synth", "inception"])
+    _data(p)
+    _output(p)
+
+    p = cmd("rprecision", "R-precision with DAMSM-style encoders (true caption vs 99 mismatched)", _rprecision)
+    p.add_argument("--images", required=True, metavar="INPUT", help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT")
+    p.add_argument("--text-encoder", required=True, metavar="DIR", help="folder written by a text encoder's save_pretrained")
+    p.add_argument("--image-encoder", required=True, metavar="DIR", help="folder written by an image encoder's save_pretrained")
     p.add_argument("--exclude-same-class", action="store_true", help="draw mismatched captions from other classes only")
-    p.add_argument("--folds", type=int, default=10)
-    _common(p, extractor=None)
-    _data_opts(p)
-    p.set_defaults(func=_wrap(_rprecision))
+    p.add_argument("--folds", type=positive_int, default=10, help="folds for mean ± std (default 10)")
+    _compute(p)
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("clipscore", help="CLIPScore between images and their prompts")
-    p.add_argument("--images", required=True, help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT")
+    p = cmd("clipscore", "CLIPScore between images and their prompts", _clipscore)
+    p.add_argument("--images", required=True, metavar="INPUT", help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT")
     p.add_argument("--convention", default="w2.5", choices=["raw", "x100", "w2.5"],
-                   help="raw cosine, 100*cos, or 2.5*max(cos, 0) (Hessel et al.); printed with the result")
-    _common(p, extractor="clip")
-    p.set_defaults(func=_wrap(_clipscore))
+                   help="raw cosine, 100*cos, or 2.5*max(cos, 0) (Hessel et al.); printed with the result (default w2.5)")
+    _features(p, ["clip"])
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("retrieval", help="image-text retrieval recall (R@1/5/10, medr, meanr, rSum)")
-    p.add_argument("--embeddings", type=Path, help=".npz with image_emb, text_emb, caption_to_image")
-    p.add_argument("--sims", type=Path, help=".npy similarity matrix, images x captions")
-    p.add_argument("--caption-to-image", type=Path, help=".npy image index of each caption (with --sims)")
-    p.add_argument("--protocol", default="full", choices=["full", "coco"], help="coco: 1K (mean of 5 folds) and 5K")
+    p = cmd("retrieval", "image-text retrieval recall (R@1/5/10, medr, meanr, rSum)", _retrieval)
+    p.add_argument("--embeddings", type=Path, metavar="FILE.npz", help=".npz with image_emb, text_emb, caption_to_image")
+    p.add_argument("--sims", type=Path, metavar="FILE.npy", help=".npy similarity matrix, images x captions")
+    p.add_argument("--caption-to-image", type=Path, metavar="FILE.npy", help=".npy image index of each caption (with --sims)")
+    p.add_argument("--protocol", default="full", choices=["full", "coco"],
+                   help="full: the whole set; coco: 1K (mean of 1000-image folds) and 5K when there are 5000 images")
     p.add_argument("--tie", default="pessimistic", choices=["pessimistic", "optimistic"],
                    help="a negative scoring exactly like the positive ranks above it (pessimistic) or below")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings first (cosine similarity)")
-    _common(p, extractor=None)
-    p.set_defaults(func=_wrap(_retrieval))
+    _output(p)
 
-    p = sub.add_parser("faithfulness", help="does each image show what its prompt names? (synthetic worlds)")
-    p.add_argument("--images", required=True, help="folder with prompts + caption_attributes, or dataset:birds|scenes:SPLIT")
-    _common(p, extractor="synth")
-    p.set_defaults(func=_wrap(_faithfulness))
+    p = cmd("faithfulness", "does each image show what its prompt names? (synthetic worlds)", _faithfulness)
+    p.add_argument("--images", required=True, metavar="INPUT",
+                   help="folder with prompts + caption_attributes, or dataset:birds|scenes:SPLIT")
+    _features(p, ["synth"])
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("stats", help="write reference statistics (.npz with mu, sigma) for a folder or data set")
-    p.add_argument("--input", required=True, help="DIR or dataset:NAME:SPLIT[:N]")
-    p.add_argument("--output", type=Path, required=True, help="the .npz to write")
-    _common(p)
-    p.set_defaults(func=_wrap(_stats))
+    p = cmd("stats", "write reference statistics (.npz with mu, sigma, n and provenance) for a folder or data set", _stats)
+    p.add_argument("--input", required=True, metavar="INPUT", help="DIR or dataset:NAME:SPLIT[:N]")
+    p.add_argument("--output", type=Path, required=True, metavar="FILE.npz", help="the .npz to write (checked before any work)")
+    _features(p, ["inception", "synth", "clip"])
+    _data(p)
+    _output(p)
 
-    p = sub.add_parser("all", help="FID, KID and IS (+ faithfulness with --extractor synth when the images carry prompts)")
-    _pair(p, kid=True)
-    p.add_argument("--splits", type=int, default=10)
-    _common(p, extractor="synth")
-    p.set_defaults(func=_wrap(_all))
-
-
-def _pair(p: argparse.ArgumentParser, kid: bool = False) -> None:
-    p.add_argument("--real", required=True, help="reference: DIR, FILE.npz (FID only) or dataset:NAME:SPLIT[:N]")
-    p.add_argument("--fake", required=True, help="generated: DIR, FILE.npz (FID only) or dataset:NAME:SPLIT[:N]")
-    if kid:
-        p.add_argument("--subsets", type=int, default=100, help="KID: random subsets (default 100)")
-        p.add_argument("--subset-size", type=int, default=1000, help="KID: images per subset, capped at the set size")
+    p = cmd("all", "FID, KID and IS (+ faithfulness with --extractor synth when the images carry prompts)", _all)
+    _pair(p, npz=False)
+    _kid_opts(p)
+    p.add_argument("--splits", type=positive_int, default=10, help="IS splits (default 10)")
+    _features(p, ["synth", "inception", "clip"])
+    _data(p)
+    _output(p)
 
 
-def _data_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=int, default=64, help="render size for dataset:birds / dataset:scenes")
-    p.add_argument("--data-root", help="root folder for dataset:cub / coco / karpathy / folder inputs")
-    p.add_argument("--batch-size", type=int, default=50)
+# ----------------------------------------------------------------------------- inputs and features
 
 
-# ----------------------------------------------------------------------------- inputs
+def _resolve(spec: str, args: argparse.Namespace, what: str, **kw: Any) -> Any:
+    from .inputs import resolve_input
 
-
-def _parse_dataset(spec: str) -> Tuple[str, str, Optional[int]]:
-    parts = spec.split(":")
-    if len(parts) not in (3, 4) or not parts[1] or not parts[2]:
-        raise UserError(f"{spec!r}: expected dataset:NAME:SPLIT[:N], e.g. dataset:birds:test:1000")
-    n = None
-    if len(parts) == 4:
-        try:
-            n = int(parts[3])
-        except ValueError:
-            raise UserError(f"{spec!r}: N must be an integer") from None
-    return parts[1], parts[2], n
-
-
-def load_split(spec: str, args: argparse.Namespace) -> Any:
-    """A LoadedSplit from ``dataset:NAME:SPLIT[:N]`` or a folder in the generic folder format."""
-    from ..data.records import BadInputPolicy
-    from ..registry import DATASETS
-
-    if spec.startswith("dataset:"):
-        name, split, n = _parse_dataset(spec)
-        if name in ("birds", "scenes"):
-            kw: Dict[str, Any] = {"size": args.size}
-            if n is not None:
-                kw.update(n=n, n_train=n, n_test=n)
-            loaded = DATASETS.build(name, split=split, **kw)
-        else:
-            if not getattr(args, "data_root", None):
-                raise UserError(f"{spec}: pass --data-root for data set {name!r}")
-            loaded = DATASETS.build(name, root=args.data_root, split=split, policy=BadInputPolicy())
-            if n is not None:
-                loaded.samples = loaded.samples[:n]
-        return loaded
-    root = Path(spec)
-    if not root.is_dir():
-        raise UserError(f"{spec}: not a folder (nor dataset:NAME:SPLIT)")
-    from ..data.folder import load_folder
-
-    return load_folder(root, "test", BadInputPolicy(on_error="error"))
-
-
-class SplitImages(Dataset):
-    """(index, uint8 CHW) over a LoadedSplit, in the split's order (so prompts stay aligned)."""
-
-    def __init__(self, split: Any) -> None:
-        self.samples = split.samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Tuple[int, Any]:
-        import torch
-
-        img = self.samples[i].load_image()
-        return i, torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def _image_source(spec: str, args: argparse.Namespace) -> Any:
-    """Images to extract from ``spec``: the files of a folder, or a data set's images."""
-    from .engine import list_images
-
-    if spec.startswith("dataset:"):
-        return SplitImages(load_split(spec, args))
-    return list_images(spec, allow_mixed_sizes=args.allow_mixed_sizes)
+    return resolve_input(spec, args, what=what, **kw)
 
 
 def _extractor(args: argparse.Namespace) -> Any:
     from ..registry import FEATURE_EXTRACTORS
 
     if args.extractor == "inception":
-        return FEATURE_EXTRACTORS.build("inception", weights_path=args.weights, resize_mode=args.resize_mode)
-    if args.extractor == "synth":
-        return FEATURE_EXTRACTORS.build("synth", world=args.world, path=args.weights)
-    return FEATURE_EXTRACTORS.build("clip", model_name=args.clip_model, pretrained=args.weights)
+        ext = FEATURE_EXTRACTORS.build("inception", weights_path=args.weights, resize_mode=args.resize_mode)
+    elif args.extractor == "synth":
+        ext = FEATURE_EXTRACTORS.build("synth", world=args.world, path=args.weights)
+    else:
+        ext = FEATURE_EXTRACTORS.build("clip", model_name=args.clip_model, pretrained=args.weights)
+    if ext.provenance.weights == "random-init":
+        _warn(args, f"{ext.provenance.extractor} has random weights (no --weights given): the number only checks "
+                    "the plumbing and means nothing about image quality")
+    return ext
 
 
-def _run(extractor: Any, spec: str, args: argparse.Namespace, source: Any = None, **keep: bool) -> Any:
-    """Extract features of ``spec`` (or of an already-built ``source`` of its images)."""
+def _run(extractor: Any, images: Any, args: argparse.Namespace, **keep: bool) -> Any:
+    """Extract features of a resolved input; records the sizes seen and the device in ``args._runs``."""
     from .engine import extract
 
-    return extract(extractor, _image_source(spec, args) if source is None else source, batch_size=args.batch_size,
-                   progress=not args.no_progress, desc=f"features {spec}", **keep)
-
-
-def _stats_of(extractor: Any, spec: str, args: argparse.Namespace) -> Any:
-    from .fid import FeatureStats
-
-    if spec.endswith(".npz"):
-        st = FeatureStats.load_npz(spec)
-        ext = st.meta.get("extractor")
-        if ext is not None and ext != extractor.provenance.extractor:
-            raise MetricInputError(f"{spec}: statistics from extractor {ext!r}, but this run uses "
-                                   f"{extractor.provenance.extractor!r}; FIDs across extractors are not comparable")
-        if st.dim != extractor.feature_dim:
-            raise MetricInputError(f"{spec}: {st.dim}-d statistics, but {extractor.provenance.extractor} gives "
-                                   f"{extractor.feature_dim}-d features")
-        return st
-    st = _run(extractor, spec, args).stats
-    st.meta.update(_provenance(extractor, args))
-    return st
+    r = extract(extractor, images.source(), batch_size=args.batch_size, progress=not args.no_progress,
+                desc=f"features {images.spec}", device=args.device, num_workers=args.workers, **keep)
+    args._runs[images.spec] = {"image_sizes": r.image_sizes, "device": r.device}
+    return r
 
 
 def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
@@ -246,9 +217,58 @@ def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
     from ..dist import rank_and_world_size
 
     p = extractor.provenance
-    return {"processes": rank_and_world_size()[1], "extractor": p.extractor, "weights": p.weights, "weights_sha256": p.weights_sha256,
-            "resize_mode": p.resize_mode, "input_size": p.input_size, "feature_dim": p.feature_dim,
+    runs = getattr(args, "_runs", {})
+    return {"processes": rank_and_world_size()[1], "extractor": p.extractor, "weights": p.weights,
+            "weights_sha256": p.weights_sha256, "resize_mode": p.resize_mode, "input_size": p.input_size,
+            "feature_dim": p.feature_dim, "device": sorted({r["device"] for r in runs.values()}) or None,
+            "precision": "float32 (no TF32)", "image_sizes": {k: r["image_sizes"] for k, r in runs.items()},
             "seed": args.seed, "version": __version__}
+
+
+def _stats_meta(extractor: Any, args: argparse.Namespace, n: int) -> Dict[str, Any]:
+    meta = _provenance(extractor, args)
+    meta["n"] = n
+    return meta
+
+
+def _check_against(st_meta: Dict[str, Any], other: Dict[str, Any], spec: str, args: argparse.Namespace,
+                   out: Dict[str, Any]) -> None:
+    """Refuse statistics made differently from the other side unless --allow-mismatch (then record it)."""
+    from .fid import compare_provenance
+
+    diffs, unknown = compare_provenance(st_meta, other)
+    if diffs:
+        shown = "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diffs.items())
+        if not args.allow_mismatch:
+            raise MetricInputError(f"{spec}: statistics made differently from the other input ({shown}); such FIDs are "
+                                   "not comparable. Recompute them with the same settings, or pass --allow-mismatch")
+        out.setdefault("provenance_mismatch", {})[spec] = diffs
+        _warn(args, f"{spec}: compared despite different provenance ({shown}), as --allow-mismatch asked")
+    if unknown:
+        out.setdefault("provenance_unchecked", {})[spec] = unknown
+        _warn(args, f"{spec}: does not record {', '.join(unknown)}; cannot check that it was made like the other input")
+
+
+def _warn(args: argparse.Namespace, text: str) -> None:
+    args._warnings.append(text)
+    if is_main_process():
+        print(f"t2i eval: warning: {text}", file=sys.stderr)
+
+
+def _inputs(out: Dict[str, Any], args: argparse.Namespace, **sets: Any) -> None:
+    """Record what each input used and skipped; say on stderr when it used fewer than it was given."""
+    out["inputs"] = {}
+    for role, s in sets.items():
+        summ = s.summary()
+        summ["spec"] = s.spec
+        out["inputs"][role] = summ
+        if summ["used"] < summ["given"] and is_main_process():
+            probs = [str(p) for p in s.skipped]
+            shown = "; ".join(probs[:3]) + (f"; ... ({len(probs) - 3} more in the JSON)" if len(probs) > 3 else "")
+            parts = [f"{summ['skipped']} skipped" + (f" ({shown})" if shown else "")] if summ["skipped"] else []
+            parts += s.notes
+            print(f"t2i eval: note: --{role} {s.spec}: used {summ['used']} of {summ['given']} item(s); "
+                  + "; ".join(parts), file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -257,30 +277,75 @@ def _provenance(extractor: Any, args: argparse.Namespace) -> Dict[str, Any]:
 def _fid(args: argparse.Namespace) -> Dict[str, Any]:
     from .fid import fid_from_stats
 
-    ext = _extractor(args)
-    s1, s2 = _stats_of(ext, args.real, args), _stats_of(ext, args.fake, args)
-    return {"metric": "fid", "fid": fid_from_stats(s1, s2, check_meta=False), "n_real": int(s1.n), "n_fake": int(s2.n),
-            "real": args.real, "fake": args.fake, **_provenance(ext, args)}
+    real = _resolve(args.real, args, "--real", allow_stats=True)
+    fake = _resolve(args.fake, args, "--fake", allow_stats=True)
+    out: Dict[str, Any] = {"metric": "fid", "real": args.real, "fake": args.fake}
+    if real.kind == "stats" and fake.kind == "stats":
+        # nothing is extracted: the provenance is the files'
+        _check_against(fake.stats.meta, real.stats.meta, args.fake, args, out)
+        s1, s2 = real.stats, fake.stats
+        prov = {k: real.stats.meta.get(k) for k in ("extractor", "weights", "weights_sha256", "resize_mode",
+                                                    "input_size", "feature_dim")}
+        prov["from_statistics"] = True
+    else:
+        ext = _extractor(args)
+        sts = []
+        for s in (real, fake):
+            if s.kind == "stats":
+                if s.stats.dim != ext.feature_dim:
+                    raise MetricInputError(f"{s.spec}: {s.stats.dim}-d statistics, but {ext.provenance.extractor} "
+                                           f"gives {ext.feature_dim}-d features")
+                _check_against(s.stats.meta, _provenance(ext, args), s.spec, args, out)
+                sts.append(s.stats)
+            else:
+                sts.append(_run(ext, s, args).stats)
+        s1, s2 = sts
+        prov = _provenance(ext, args)
+    out.update({"fid": fid_from_stats(s1, s2, check_meta=False), "n_real": int(s1.n), "n_fake": int(s2.n)})
+    _inputs(out, args, real=real, fake=fake)
+    out.update(prov)
+    return out
 
 
-def _features_for_kid(ext: Any, spec: str, args: argparse.Namespace) -> Any:
-    if spec.endswith(".npz"):
-        raise MetricInputError(f"{spec}: KID needs the features of every image, not mean/covariance statistics")
-    return _run(ext, spec, args, keep_features=True)
+def _kid_subset_size(args: argparse.Namespace, real: Any, fake: Any) -> int:
+    n = min(real.used, fake.used)
+    if args.subset_size is None:
+        return min(1000, n)
+    if args.subset_size > n:
+        small = "--real" if real.used <= fake.used else "--fake"
+        raise MetricInputError(f"--subset-size {args.subset_size} is larger than the {n} images of {small}; every subset "
+                               f"would be the whole set (KID std 0). Pass --subset-size {n} or fewer")
+    if args.subset_size < 2:
+        raise MetricInputError("--subset-size must be at least 2")
+    return args.subset_size
 
 
 def _kid(args: argparse.Namespace) -> Dict[str, Any]:
     from .kid import kernel_inception_distance
 
+    real = _resolve(args.real, args, "--real")
+    fake = _resolve(args.fake, args, "--fake")
+    size = _kid_subset_size(args, real, fake)
     ext = _extractor(args)
-    r1, r2 = _features_for_kid(ext, args.real, args), _features_for_kid(ext, args.fake, args)
-    res = kernel_inception_distance(r1.features, r2.features, subsets=args.subsets, subset_size=args.subset_size, seed=args.seed)
-    return {"metric": "kid", **res, "real": args.real, "fake": args.fake, **_provenance(ext, args)}
+    r1, r2 = _run(ext, real, args, keep_features=True), _run(ext, fake, args, keep_features=True)
+    out: Dict[str, Any] = {"metric": "kid", **kernel_inception_distance(r1.features, r2.features, subsets=args.subsets,
+                                                                         subset_size=size, seed=args.seed),
+                           "real": args.real, "fake": args.fake}
+    _inputs(out, args, real=real, fake=fake)
+    out.update(_provenance(ext, args))
+    return out
+
+
+def _check_splits(args: argparse.Namespace, images: Any) -> None:
+    if args.splits > images.used:
+        raise MetricInputError(f"--splits {args.splits} is more than the {images.used} images of {images.spec}")
 
 
 def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
     """IS from the class logits of an extraction."""
-    from .inception_score import inception_score
+    import numpy as np
+
+    from .isc import inception_score
 
     if r.logits is None:
         raise MetricInputError(f"extractor {ext.provenance.extractor} ({ext.provenance.weights}) gives no class logits: "
@@ -295,9 +360,14 @@ def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _is(args: argparse.Namespace) -> Dict[str, Any]:
+    images = _resolve(args.images, args, "--images")
+    _check_splits(args, images)
     ext = _extractor(args)
-    r = _run(ext, args.images, args, keep_logits=True)
-    return {"metric": "is", **_is_from(ext, r, args), "images": args.images, **_provenance(ext, args)}
+    r = _run(ext, images, args, keep_logits=True)
+    out: Dict[str, Any] = {"metric": "is", **_is_from(ext, r, args), "images": args.images}
+    _inputs(out, args, images=images)
+    out.update(_provenance(ext, args))
+    return out
 
 
 def _prompts(split: Any) -> List[str]:
@@ -315,82 +385,108 @@ def _mentions(split: Any, spec: str) -> List[Any]:
     return atts
 
 
-def _need_synth(ext: Any) -> None:
-    if not ext.provenance.extractor.startswith("synth"):
-        raise UserError("faithfulness needs --extractor synth (its attribute heads judge the prompts)")
-
-
 def _faithfulness(args: argparse.Namespace) -> Dict[str, Any]:
     from .faithfulness import faithfulness
 
+    images = _resolve(args.images, args, "--images", need_prompts=True)
+    mentions = _mentions(images.split, args.images)
     ext = _extractor(args)
-    _need_synth(ext)
-    split = load_split(args.images, args)
-    mentions = _mentions(split, args.images)
-    r = _run(ext, args.images, args, source=SplitImages(split), keep_heads=True)
-    return {"metric": "faithfulness", **faithfulness(r.heads, mentions, ext.extra["config"]),
-            "images": args.images, **_provenance(ext, args)}
+    r = _run(ext, images, args, keep_heads=True)
+    out: Dict[str, Any] = {"metric": "faithfulness", **faithfulness(r.heads, mentions, ext.extra["config"]),
+                           "images": args.images}
+    _inputs(out, args, images=images)
+    out.update(_provenance(ext, args))
+    return out
 
 
 def _clipscore(args: argparse.Namespace) -> Dict[str, Any]:
+    import numpy as np
+
     from .clipscore import clip_score
 
+    images = _resolve(args.images, args, "--images", need_prompts=True)
     ext = _extractor(args)
-    if "encode_text" not in ext.extra:
-        raise UserError("clipscore needs --extractor clip")
-    split = load_split(args.images, args)
-    caps = _prompts(split)
-    r = _run(ext, args.images, args, source=SplitImages(split), keep_features=True)
+    caps = _prompts(images.split)
+    r = _run(ext, images, args, keep_features=True)
     txt = np.concatenate([ext.extra["encode_text"](caps[a:a + 256]).numpy() for a in range(0, len(caps), 256)])
-    return {"metric": "clipscore", **clip_score(r.features, txt, convention=args.convention), "images": args.images,
-            **_provenance(ext, args)}
+    out: Dict[str, Any] = {"metric": "clipscore", **clip_score(r.features, txt, convention=args.convention),
+                           "images": args.images}
+    _inputs(out, args, images=images)
+    out.update(_provenance(ext, args))
+    return out
+
+
+def _load_encoder(path: str, kind: str, flag: str) -> Any:
+    from ..encoders import ImageEncoder, TextEncoder, load_pretrained_encoder
+
+    if not Path(path).is_dir():
+        raise UserError(f"{flag} {path}: not a folder (give the folder an encoder's save_pretrained wrote)")
+    enc = load_pretrained_encoder(path).eval()
+    want = TextEncoder if kind == "text" else ImageEncoder
+    if not isinstance(enc, want):
+        other = "--image-encoder" if kind == "text" else "--text-encoder"
+        raise UserError(f"{flag} {path}: holds a {'text' if isinstance(enc, TextEncoder) else 'image'} encoder, "
+                        f"not a {kind} encoder; did you swap it with {other}?")
+    return enc
 
 
 def _rprecision(args: argparse.Namespace) -> Dict[str, Any]:
+    import numpy as np
     import torch
 
-    from ..encoders import load_pretrained_encoder
+    from .engine import extract
     from .rprecision import r_precision
 
-    txt_enc = load_pretrained_encoder(args.text_encoder).eval()
-    img_enc = load_pretrained_encoder(args.image_encoder).eval()
-    split = load_split(args.images, args)
+    images = _resolve(args.images, args, "--images", need_prompts=True)
+    if args.folds > images.used:
+        raise MetricInputError(f"--folds {args.folds} is more than the {images.used} images of {args.images}")
+    txt_enc = _load_encoder(args.text_encoder, "text", "--text-encoder")
+    img_enc = _load_encoder(args.image_encoder, "image", "--image-encoder")
+    split = images.split
     caps = _prompts(split)
-    src = SplitImages(split)
-    img_l, txt_l = [], []
+
+    class _Global(torch.nn.Module):  # the image encoder as an extractor: [0, 1] in, global embedding out
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = img_enc
+
+        @torch.no_grad()
+        def forward(self, x: torch.Tensor) -> Dict[str, Any]:
+            return {"features": self.enc(x * 2.0 - 1.0).global_.float()}
+
+    r = extract(_Global(), images.source(), batch_size=args.batch_size, keep_features=True,
+                progress=not args.no_progress, desc=f"image embeddings {args.images}", device=args.device,
+                num_workers=args.workers)
+    txt_enc = txt_enc.to(r.device)
     with torch.no_grad():
-        for a in range(0, len(src), args.batch_size):
-            idx = range(a, min(a + args.batch_size, len(src)))
-            x = torch.stack([src[i][1] for i in idx]).float() / 127.5 - 1.0
-            img_l.append(img_enc(x).global_.float().numpy())
-            txt_l.append(txt_enc.encode_text([caps[i] for i in idx]).sentence.float().numpy())
+        txt = np.concatenate([txt_enc.encode_text(caps[a:a + args.batch_size]).sentence.float().cpu().numpy()
+                              for a in range(0, len(caps), args.batch_size)])
     labels = np.array([s.labels[0] if s.labels else -1 for s in split.samples])
-    res = r_precision(np.concatenate(img_l), np.concatenate(txt_l), labels=labels if args.exclude_same_class else None,
+    res = r_precision(r.features, txt, labels=labels if args.exclude_same_class else None,
                       exclude_same_class=args.exclude_same_class, caption_ids=np.unique(caps, return_inverse=True)[1],
                       folds=args.folds, seed=args.seed)
     from .. import __version__
 
-    return {"metric": "rprecision", **res, "images": args.images, "text_encoder": args.text_encoder,
-            "image_encoder": args.image_encoder, "seed": args.seed, "version": __version__}
+    out: Dict[str, Any] = {"metric": "rprecision", **res, "images": args.images, "text_encoder": args.text_encoder,
+                           "image_encoder": args.image_encoder}
+    _inputs(out, args, images=images)
+    out.update({"device": r.device, "image_sizes": r.image_sizes, "seed": args.seed, "version": __version__})
+    return out
 
 
 def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
+    from ..safeio import load_npy, load_npz
     from .retrieval import EmbeddingSimilarity, coco_retrieval, retrieval_recall
 
     if args.embeddings is not None:
-        if not args.embeddings.is_file():
-            raise UserError(f"{args.embeddings}: no such file")
-        z = np.load(args.embeddings)
-        miss = [k for k in ("image_emb", "text_emb", "caption_to_image") if k not in z.files]
-        if miss:
-            raise MetricInputError(f"{args.embeddings}: missing key(s) {', '.join(miss)} (has {', '.join(z.files)})")
+        if args.sims is not None or args.caption_to_image is not None:
+            raise UserError("give either --embeddings, or --sims with --caption-to-image, not both")
+        z = load_npz(args.embeddings, "--embeddings", required=("image_emb", "text_emb", "caption_to_image"))
         sims: Any = EmbeddingSimilarity(z["image_emb"], z["text_emb"], normalize=args.normalize)
         c2i = z["caption_to_image"]
     elif args.sims is not None and args.caption_to_image is not None:
-        for f in (args.sims, args.caption_to_image):
-            if not f.is_file():
-                raise UserError(f"{f}: no such file")
-        sims, c2i = np.load(args.sims, mmap_mode="r"), np.load(args.caption_to_image)
+        sims = load_npy(args.sims, "--sims", mmap=True)
+        c2i = load_npy(args.caption_to_image, "--caption-to-image")
     else:
         raise UserError("give --embeddings FILE.npz, or --sims FILE.npy with --caption-to-image FILE.npy")
     from .. import __version__
@@ -403,12 +499,16 @@ def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _stats(args: argparse.Namespace) -> Dict[str, Any]:
+    images = _resolve(args.input, args, "--input")
     ext = _extractor(args)
-    if args.input.endswith(".npz"):
-        raise UserError("--input must be images (DIR or dataset:...), not statistics")
-    st = _stats_of(ext, args.input, args)
-    st.save_npz(args.output)
-    return {"metric": "stats", "output": str(args.output), "n": int(st.n), "input": args.input, **_provenance(ext, args)}
+    st = _run(ext, images, args).stats
+    st.meta.update(_stats_meta(ext, args, int(st.n)))
+    if is_main_process():
+        st.save_npz(args.output)
+    out: Dict[str, Any] = {"metric": "stats", "output": str(args.output), "n": int(st.n), "input": args.input}
+    _inputs(out, args, input=images)
+    out.update(_provenance(ext, args))
+    return out
 
 
 def _all(args: argparse.Namespace) -> Dict[str, Any]:
@@ -417,25 +517,26 @@ def _all(args: argparse.Namespace) -> Dict[str, Any]:
     from .fid import fid_from_stats
     from .kid import kernel_inception_distance
 
-    if args.fake.endswith(".npz"):  # before any extraction, so a wrong input costs nothing
-        raise MetricInputError(f"{args.fake}: 'all' needs the generated images (KID, IS), not statistics")
+    real = _resolve(args.real, args, "--real")
+    fake = _resolve(args.fake, args, "--fake")
+    size = _kid_subset_size(args, real, fake)
+    _check_splits(args, fake)
+    mentions, why = None, "needs --extractor synth"
+    if args.extractor == "synth":
+        why = "the generated images carry no prompts (no metadata.jsonl)"
+        if fake.has_prompts:
+            try:
+                mentions = _mentions(fake.split, args.fake)
+            except MetricInputError as e:  # prompts without ground truth
+                why = str(e)
     ext = _extractor(args)
     out: Dict[str, Any] = {"metric": "all", "real": args.real, "fake": args.fake}
-    r1 = _features_for_kid(ext, args.real, args)
+    r1 = _run(ext, real, args, keep_features=True)
     # the generated set is read once: features (FID, KID), logits (IS), heads (faithfulness)
-    split, source, mentions, why = None, None, None, None
-    if ext.provenance.extractor.startswith("synth"):
-        try:
-            split = load_split(args.fake, args)
-            source = SplitImages(split)
-            mentions = _mentions(split, args.fake)
-        except UserError as e:  # a plain folder of images, or prompts without ground truth
-            why = str(e)
-    r2 = _run(ext, args.fake, args, source=source, keep_features=True, keep_logits=True, keep_heads=mentions is not None)
+    r2 = _run(ext, fake, args, keep_features=True, keep_logits=True, keep_heads=mentions is not None)
     out["fid"] = fid_from_stats(r1.stats, r2.stats, check_meta=False)
     out["n_real"], out["n_fake"] = r1.n, r2.n
-    out.update(kernel_inception_distance(r1.features, r2.features, subsets=args.subsets,
-                                         subset_size=args.subset_size, seed=args.seed))
+    out.update(kernel_inception_distance(r1.features, r2.features, subsets=args.subsets, subset_size=size, seed=args.seed))
     try:
         out.update(_is_from(ext, r2, args))
     except MetricInputError as e:
@@ -443,7 +544,8 @@ def _all(args: argparse.Namespace) -> Dict[str, Any]:
     if mentions is not None:
         out["faithfulness"] = faithfulness(r2.heads, mentions, ext.extra["config"])
     else:
-        out["faithfulness_skipped"] = why or "needs --extractor synth"
+        out["faithfulness_skipped"] = why
+    _inputs(out, args, real=real, fake=fake)
     out.update(_provenance(ext, args))
     return out
 
@@ -458,11 +560,13 @@ def _fmt(v: Any) -> str:
 def _emit(result: Dict[str, Any], args: argparse.Namespace) -> None:
     if not is_main_process():
         return
+    if args._warnings:
+        result["warnings"] = list(args._warnings)
+    text = json.dumps(result, indent=2, default=str)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+        write_text_atomic(args.out, text + "\n")
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(text)
         return
     for k, v in result.items():
         if isinstance(v, dict):
@@ -473,8 +577,21 @@ def _emit(result: Dict[str, Any], args: argparse.Namespace) -> None:
             print(f"{k}: {_fmt(v)}")
 
 
-def _wrap(fn: Any) -> Any:
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file the command will write can be written: checked before any work."""
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    output = getattr(args, "output", None)
+    if output is not None:
+        check_output_file(output, "--output", suffix=".npz")
+        if args.out is not None and args.out.resolve() == output.resolve():
+            raise UserError(f"--out and --output both name {output}")
+
+
+def _wrap(fn: Callable[[argparse.Namespace], Dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        args._warnings, args._runs = [], {}
+        _check_outputs(args)
         init_distributed()
         _emit(fn(args), args)
         return 0

@@ -188,12 +188,13 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
     def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
         # Normalise exactly once (GALIP's reference code normalised twice).
         x = _resize(x, size, "bicubic-antialias")
-        f = net.encode_image((x - mean) / std)
+        f = net.encode_image((x - mean.to(x.device)) / std.to(x.device))
         return {"features": F.normalize(f.float(), dim=-1), "logits": None}
 
     @torch.no_grad()
     def encode_text(captions: list) -> torch.Tensor:
-        return F.normalize(model.encode_text(tokenizer(captions)).float(), dim=-1)
+        dev = next(model.parameters()).device
+        return F.normalize(model.encode_text(tokenizer(captions).to(dev)).float(), dim=-1).cpu()
 
     sha = sha256_of(weights) if weights and Path(weights).is_file() else None
     prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size,

@@ -420,18 +420,24 @@ def retrieval_recall(
     return out
 
 
-def coco_retrieval(sims: Any, caption_to_image: ArrayLike, fold_size: int = 1000, **kw: Any) -> Dict[str, Dict[str, float]]:
-    """COCO protocol: {"1k": mean over folds of ``fold_size`` images, "5k": whole split}.
+def coco_retrieval(sims: Any, caption_to_image: ArrayLike, fold_size: int = 1000, **kw: Any) -> Dict[str, Any]:
+    """COCO protocol: ``"1k"``, the mean over folds of ``fold_size`` images, and ``"5k"``, the whole split.
 
     The split (normally the 5000-image Karpathy test split) must be a whole number of folds.
+    The whole-split entry is labelled ``"5k"`` only when the split has 5 folds (5000
+    images); another size is labelled by its own count (``"all_3000"``), and a single fold
+    has only ``"1k"``, so a number is never reported under a protocol it did not follow.
     Extra keyword arguments go to :func:`retrieval_recall`.
     """
     prov = as_provider(sims)
     n_img = prov.shape[0]
     if fold_size < 1 or n_img % fold_size or n_img < fold_size:
         raise MetricInputError(f"COCO 1K needs a whole number of {fold_size}-image folds; got {n_img} images")
-    return {"1k": retrieval_recall(prov, caption_to_image, folds=n_img // fold_size, **kw),
-            "5k": retrieval_recall(prov, caption_to_image, **kw)}
+    folds = n_img // fold_size
+    out: Dict[str, Any] = {"n_images": n_img, "1k": retrieval_recall(prov, caption_to_image, folds=folds, **kw)}
+    if folds > 1:
+        out["5k" if folds == 5 else f"all_{n_img}"] = retrieval_recall(prov, caption_to_image, **kw)
+    return out
 
 
 def retrieval_recall_from_embeddings(image_emb: ArrayLike, text_emb: ArrayLike, caption_to_image: ArrayLike,

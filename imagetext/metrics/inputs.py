@@ -1,0 +1,237 @@
+"""What an evaluation input means, resolved once, with every unused item accounted for.
+
+An input names where images come from:
+
+    DIR                       a folder of images (recursive)
+    FILE.npz                  precomputed statistics (mu, sigma), FID only
+    dataset:NAME:SPLIT[:N]    a registered data set (birds, scenes; cub/coco/karpathy/folder with --data-root)
+
+Rules for a folder (the same for every metric, so ``fid`` and ``all`` never score
+different images of one folder):
+
+- with one metadata file at its top level (``metadata.jsonl``, ``test.jsonl``, ... in the
+  generic folder format) it means the images that file lists, in its order, with their
+  prompts; image files it does not list are skipped and named;
+- with several split files (``train.jsonl`` and ``test.jsonl``: a world's root) it is
+  ambiguous and refused, naming the ``dataset:folder:SPLIT --data-root DIR`` form;
+- without metadata it means every image file under it.
+
+Hidden files, files that are not images, and rows the loader rejects are *skipped*:
+each is a :class:`~imagetext.data.records.Problem` naming the file (and line). So for
+every input ``used + skipped + beyond_limit == given``, the summary carries all four,
+and the CLI says on stderr when it used fewer items than it was given.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..data.records import BadInputPolicy, DataReport, LoadedSplit, Problem
+from ..errors import MetricInputError, UserError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+METADATA_EXTS = {".jsonl", ".csv"}
+# Files of the generic folder format itself (not items): read with the metadata.
+FORMAT_FILES = {"classes.json", "world.json"}
+
+
+@dataclass
+class ImageSet:
+    """One resolved input: the images to extract, prompts if any, and what was not used."""
+
+    spec: str
+    kind: str  # folder | dataset | stats
+    report: DataReport
+    paths: List[Path] = field(default_factory=list)  # folder without metadata
+    split: Optional[LoadedSplit] = None  # folder with metadata, or data set
+    stats: Any = None  # FeatureStats, for .npz inputs
+    beyond_limit: int = 0  # items left out by the N of dataset:NAME:SPLIT:N
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        if self.kind == "stats":
+            return int(self.stats.n)
+        return len(self.split.samples) if self.split is not None else len(self.paths)
+
+    @property
+    def skipped(self) -> List[Problem]:
+        return [p for p in self.report.problems if p.action == "skipped"]
+
+    @property
+    def has_prompts(self) -> bool:
+        return self.split is not None
+
+    def source(self) -> Any:
+        """A Dataset of ``(index, uint8 CHW tensor)`` in input order."""
+        from .engine import ImageFiles, SplitImages
+
+        if self.kind == "stats":
+            raise MetricInputError(f"{self.spec}: statistics, not images")
+        return SplitImages(self.split) if self.split is not None else ImageFiles(self.paths)
+
+    def summary(self) -> Dict[str, Any]:
+        """Counts and named problems, for the JSON output."""
+        skipped = self.skipped
+        return {
+            "kind": self.kind,
+            "given": self.used + len(skipped) + self.beyond_limit,
+            "used": self.used,
+            "skipped": len(skipped),
+            "beyond_limit": self.beyond_limit,
+            "converted": sum(1 for p in self.report.problems if p.action == "converted"),
+            "problems": [str(p) for p in self.report.problems],
+            "notes": list(self.notes),
+        }
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str, Optional[int]]:
+    """``dataset:NAME:SPLIT[:N]`` -> (name, split, N or None); UserError naming the spec."""
+    from ..registry import DATASETS
+
+    parts = spec.split(":")
+    if len(parts) not in (3, 4) or not parts[1] or not parts[2]:
+        raise UserError(f"{spec!r}: expected dataset:NAME:SPLIT[:N], e.g. dataset:birds:test:1000")
+    if parts[1] not in DATASETS:
+        raise UserError(f"{spec!r}: unknown data set {parts[1]!r}; known: {', '.join(sorted(DATASETS.names()))}")
+    n = None
+    if len(parts) == 4:
+        try:
+            n = int(parts[3])
+        except ValueError:
+            raise UserError(f"{spec!r}: N must be an integer, got {parts[3]!r}") from None
+        if n < 1:
+            raise UserError(f"{spec!r}: N must be >= 1, got {n}")
+    return parts[1], parts[2], n
+
+
+def _load_dataset(spec: str, args: argparse.Namespace) -> ImageSet:
+    from ..registry import DATASETS
+
+    name, split, n = parse_dataset_spec(spec)
+    policy = BadInputPolicy(on_error="skip")
+    if name in ("birds", "scenes"):
+        kw: Dict[str, Any] = {"size": getattr(args, "size", 64)}
+        if n is not None:  # synthetic splits are generated to any length: N is the size, nothing is left out
+            kw.update(n=n, n_train=n, n_test=n)
+        loaded = DATASETS.build(name, split=split, **kw)
+    else:
+        root = getattr(args, "data_root", None)
+        if not root:
+            raise UserError(f"{spec}: pass --data-root DIR for data set {name!r}")
+        if not Path(root).is_dir():
+            raise UserError(f"--data-root {root}: not a folder")
+        loaded = DATASETS.build(name, root=root, split=split, policy=policy)
+    out = ImageSet(spec, "dataset", loaded.report, split=loaded)
+    if n is not None and len(loaded.samples) > n:
+        out.beyond_limit = len(loaded.samples) - n
+        out.notes.append(f"first {n} of {len(loaded.samples)} images (N={n} in the spec)")
+        loaded.samples = loaded.samples[:n]
+    return out
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _load_folder(spec: str, root: Path) -> ImageSet:
+    from ..data.folder import load_folder
+
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    metas = [p for p in files if p.parent == root and p.suffix.lower() in METADATA_EXTS and not p.name.startswith(".")]
+    report = DataReport(source="folder", root=str(root), split="-")
+    if len(metas) > 1:
+        names = ", ".join(p.name for p in metas)
+        raise UserError(f"{spec}: holds several metadata files ({names}); name the split to use, e.g. "
+                        f"dataset:folder:{metas[-1].stem} --data-root {spec}")
+    referenced: set = set()  # every image a row names, accepted or not (rejected rows are reported by the loader)
+    split = None
+    if metas:
+        meta = metas[0]
+        name = meta.stem if meta.stem != "metadata" else _metadata_split(root, meta, spec)
+        split = load_folder(root, name, BadInputPolicy(on_error="skip"))
+        report = split.report
+        referenced = _referenced_images(root, meta)
+    out = ImageSet(spec, "folder", report, split=split)
+    for p in files:
+        rel = p.relative_to(root)
+        if p in metas or (split is not None and p.parent == root and p.name in FORMAT_FILES):
+            continue  # the format's own files: read, not items
+        if _is_hidden(p, root):
+            report.add(Problem(str(rel), "hidden file"))
+        elif p.suffix.lower() not in IMAGE_EXTS:
+            report.add(Problem(str(rel), f"not an image ({p.suffix or 'no extension'})"))
+        elif split is not None:
+            if p.resolve() not in referenced:
+                report.add(Problem(str(rel), f"image not listed in {metas[0].name}"))
+        else:
+            out.paths.append(p)
+    return out
+
+
+def _referenced_images(root: Path, meta: Path) -> set:
+    from ..data.folder import _IMAGE_KEYS, iter_rows
+
+    scratch = DataReport(source="folder", root=str(root), split="*")
+    out = set()
+    for _, _, row in iter_rows(meta, scratch, BadInputPolicy()):
+        image = next((row[k] for k in _IMAGE_KEYS if row.get(k)), None)
+        if isinstance(image, str) and image.strip():
+            out.add((root / image).resolve())
+    return out
+
+
+def _metadata_split(root: Path, meta: Path, spec: str) -> str:
+    """The split a lone ``metadata.*`` file stands for: its only ``split`` value, else every row."""
+    from ..data.folder import iter_rows
+
+    scratch = DataReport(source="folder", root=str(root), split="*")
+    values = {str(r.get("split", "")).strip() for _, _, r in iter_rows(meta, scratch, BadInputPolicy())}
+    values.discard("")
+    if len(values) > 1:
+        raise UserError(f"{spec}: {meta.name} holds several splits ({', '.join(sorted(values))}); name one, e.g. "
+                        f"dataset:folder:{sorted(values)[0]} --data-root {spec}")
+    return values.pop() if values else "test"
+
+
+def load_stats_input(spec: str) -> ImageSet:
+    """An ``.npz`` of statistics, validated (see :meth:`FeatureStats.load_npz`)."""
+    from .fid import FeatureStats
+
+    st = FeatureStats.load_npz(spec)
+    return ImageSet(spec, "stats", DataReport(source="stats", root=spec, split="-"), stats=st)
+
+
+def resolve_input(spec: str, args: argparse.Namespace, allow_stats: bool = False, need_prompts: bool = False,
+                  what: str = "") -> ImageSet:
+    """Resolve ``spec`` (folder, ``.npz`` or ``dataset:...``) before any extraction.
+
+    Raises:
+        UserError / MetricInputError: the input does not exist, is the wrong kind for this
+            metric, has fewer than 2 usable images, or (``need_prompts``) has no prompts.
+    """
+    flag = f"{what} " if what else ""
+    if spec.startswith("dataset:"):
+        out = _load_dataset(spec, args)
+    elif spec.lower().endswith(".npz"):
+        if not allow_stats:
+            metric = {"kid": "KID", "is": "IS", "stats": "stats"}.get(getattr(args, "metric", ""), "this metric")
+            raise MetricInputError(f"{flag}{spec}: {metric} needs the images (a folder or dataset:...), "
+                                   "not mean/covariance statistics")
+        return load_stats_input(spec)
+    else:
+        root = Path(spec)
+        if not root.exists():
+            raise UserError(f"{flag}{spec}: no such folder (give a folder of images, FILE.npz or dataset:NAME:SPLIT)")
+        if not root.is_dir():
+            raise UserError(f"{flag}{spec}: not a folder (give a folder of images, FILE.npz or dataset:NAME:SPLIT)")
+        out = _load_folder(spec, root)
+    if need_prompts and not out.has_prompts:
+        raise MetricInputError(f"{flag}{spec}: no prompts; this metric needs a folder with metadata.jsonl "
+                               "(image + caption per row) or dataset:NAME:SPLIT")
+    if out.used < 2:
+        why = f" ({len(out.skipped)} skipped: {out.skipped[0]})" if out.skipped else ""
+        raise MetricInputError(f"{flag}{spec}: {out.used} usable image(s){why}; need at least 2")
+    return out
