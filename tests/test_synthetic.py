@@ -274,3 +274,34 @@ def test_write_world_layout(world, tmp_path):
             assert rec["label_names"] == [classes[k] for k in rec["labels"]]
             assert rec["attributes"] == sample.attributes
     assert not list(out.glob("*.tmp"))
+
+
+def test_write_world_never_mixes_old_and_new_output(tmp_path, monkeypatch):
+    from imagetext.data.synthetic import world as world_mod
+    from imagetext.errors import UserError
+
+    out = tmp_path / "w"
+    write_world("birds", out, n_train=4, n_test=2, seed=0, size=32, progress=False)
+    (out / "notes.txt").write_text("mine")
+    (out / "train.jsonl.tmp").write_text("half a file")
+    rendered = []
+    real = world_mod.render
+    monkeypatch.setattr(world_mod, "render", lambda *a: rendered.append(1) or real(*a))
+    # a non-empty folder is refused before a single image is rendered
+    with pytest.raises(UserError, match="not empty.*--overwrite"):
+        write_world("birds", out, n_train=2, n_test=1, seed=1, size=32, progress=False)
+    assert not rendered and len(list((out / "images" / "train").glob("*.png"))) == 4
+    # bad arguments are refused before the folder is touched
+    with pytest.raises(ConfigError):
+        write_world("birds", out, n_train=-1, n_test=1, seed=1, size=32, progress=False, overwrite=True)
+    assert len(list((out / "images" / "train").glob("*.png"))) == 4
+    # --overwrite: a smaller world replaces the larger one completely; other files stay
+    write_world("birds", out, n_train=2, n_test=1, seed=1, size=32, progress=False, overwrite=True)
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["000000.png", "000001.png"]
+    assert sorted(p.name for p in (out / "images" / "test").iterdir()) == ["000000.png"]
+    assert (out / "notes.txt").read_text() == "mine" and not list(out.glob("*.tmp"))
+    assert json.loads((out / "world.json").read_text())["counts"] == {"train": 2, "test": 1}
+    # a file where the folder should be
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        write_world("birds", tmp_path / "file", n_train=1, n_test=1, seed=0, size=32, progress=False)

@@ -1,4 +1,10 @@
-"""``t2i data synth`` and ``t2i data inspect``."""
+"""``t2i data synth`` and ``t2i data inspect``.
+
+Everything the commands are given is checked before any work: numbers by the typed
+converters of :mod:`imagetext.cliargs` while parsing, ``synth``'s output folder before
+the first image is rendered, ``inspect``'s root and format before loading. This module
+imports nothing heavy at import time (``t2i --help`` builds this parser).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cliargs import int_range, nonneg_int, seed_int
+
 FORMATS = ["cub", "coco", "karpathy", "folder", "synthetic"]
+SPLITS_HELP = "cub: train|test|val|all; coco: train|val|test; karpathy: train|val|test|restval|all; folder/synthetic: a split file or split-column value"
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -20,17 +29,25 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         help="write a synthetic world (birds or scenes) to disk in the generic folder format",
         description=(
             "Render a deterministic synthetic world into DIR: images/<split>/*.png, train.jsonl, "
-            "test.jsonl, classes.json, world.json. The same seed always gives the same pixels and captions."
+            "test.jsonl, classes.json, world.json. The same seed always gives the same pixels and captions. "
+            "DIR must be new or empty; --overwrite replaces an earlier world there (and nothing else)."
         ),
     )
-    p.add_argument("--world", choices=["birds", "scenes"], required=True, help="birds: CUB-like species; scenes: COCO-like multi-object")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
-    p.add_argument("--n-test", type=int, default=500, help="test images (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels, 32..256 (default 64)")
-    p.add_argument("--class-disjoint", action="store_true", help="train and test species do not overlap (CUB's standard split)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--world", choices=["birds", "scenes"], required=True,
+                   help="birds: CUB-like species; scenes: COCO-like multi-object")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output folder; created if missing, refused if not empty (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="DIR may be non-empty: first remove what a world consists of (images/, train.jsonl, "
+                        "test.jsonl, classes.json, world.json, *.tmp); other files are kept")
+    p.add_argument("--n-train", type=nonneg_int, default=2000, metavar="N", help="training images, >= 0 (default 2000)")
+    p.add_argument("--n-test", type=nonneg_int, default=500, metavar="N", help="test images, >= 0 (default 500)")
+    p.add_argument("--seed", type=seed_int, default=0, help="world seed, 0..2**32-1 (default 0)")
+    p.add_argument("--size", type=int_range(32, 256), default=64, metavar="PX",
+                   help="image side in pixels, 32..256 (default 64)")
+    p.add_argument("--class-disjoint", action="store_true",
+                   help="birds only: train and test species do not overlap (CUB's standard split)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (and no progress bar)")
     p.set_defaults(func=_synth)
 
     q = sub.add_parser(
@@ -39,28 +56,29 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         description=(
             "Load a data set in one of the published layouts, decode every image and report images, captions, "
             "classes/labels, skipped and converted items, and each problem with its file and line. "
-            "Exit code 0 if nothing was skipped, 1 if items were skipped."
+            "Exit code 0 if nothing was skipped, 1 if items were skipped, 2 if the data set cannot be read."
         ),
     )
     q.add_argument("--format", choices=FORMATS, required=True, help="layout of the data set")
     q.add_argument("--root", type=Path, required=True, metavar="DIR", help="data set root folder")
-    q.add_argument("--split", default="train", help="split to inspect (train|test; val for COCO) (default train)")
+    q.add_argument("--split", default="train", help=f"split to inspect (default train); {SPLITS_HELP}")
     q.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster, misses corrupt files)")
-    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.add_argument("--json", action="store_true", help="print the report as JSON, with every problem")
     q.set_defaults(func=_inspect)
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..errors import DataError
-    from .synthetic import write_world
+    from ..errors import UserError
+    from .synthetic import prepare_world_dir, write_world
 
-    if not 32 <= args.size <= 256:
-        raise DataError(f"--size {args.size}: must be between 32 and 256")
-    if args.n_train < 0 or args.n_test < 0 or args.n_train + args.n_test == 0:
-        raise DataError(f"--n-train {args.n_train} / --n-test {args.n_test}: need at least one image")
+    if args.n_train + args.n_test == 0:
+        raise UserError("--n-train 0 --n-test 0: nothing to write; ask for at least one image")
+    if args.class_disjoint and args.world != "birds":
+        raise UserError("--class-disjoint: only defined for --world birds")
+    prepare_world_dir(args.out, args.overwrite, "--out")  # before anything is rendered
     summary = write_world(
         args.world, args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-        size=args.size, class_disjoint=args.class_disjoint, progress=not args.json,
+        size=args.size, class_disjoint=args.class_disjoint, progress=not args.json, out_flag="--out",
     )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -70,17 +88,23 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from .inspect import format_report, inspect_dataset
     from .records import BadInputPolicy
 
     if not args.root.exists():
-        raise FileNotFoundError(f"--root {args.root}: no such folder")
+        raise UserError(f"--root {args.root}: no such folder")
+    if not args.root.is_dir():
+        raise UserError(f"--root {args.root}: is a file, not a folder; give the data set's root folder")
     policy = BadInputPolicy(on_error="skip", check_images=not args.no_decode)
     report = inspect_dataset(args.format, args.root, args.split, policy)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
         print(format_report(report))
+    if report.skipped:
+        print(f"t2i data inspect: {report.skipped} item(s) skipped; {report.images} image(s) usable "
+              f"({'see the problems list' if args.json else 'listed above'})", file=sys.stderr)
     return 1 if report.skipped else 0
 
 
@@ -88,4 +112,3 @@ if __name__ == "__main__":  # pragma: no cover
     from ..cli import main
 
     sys.exit(main(["data", *sys.argv[1:]]))
-

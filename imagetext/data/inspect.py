@@ -49,9 +49,9 @@ def _check_world(root: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: not found; a folder written by `t2i data synth` has one (use --format folder otherwise)")
     try:
-        obj = json.loads(read_text(path)[0].lstrip("\ufeff"))
+        obj = json.loads(read_text(path)[0])
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+        raise DataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object")
     return obj

@@ -52,7 +52,8 @@ def find_karpathy_json(root: Path, json_name: Optional[str] = None) -> Path:
         raise DataError(f"{root / json_name}: not found")
     found = sorted(root.glob("dataset_*.json")) or sorted((root / "annotations").glob("dataset_*.json"))
     if not found:
-        raise DataError(f"{root}: no dataset_*.json (Karpathy split file) found")
+        raise DataError(f"{root}: no dataset_*.json (Karpathy split file) found here or in annotations/; "
+                        "is this the right --format?")
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise DataError(f"{root}: several split files ({names}); choose one with json_name=")

@@ -35,11 +35,13 @@ from .scenes import (
 from .world import (
     CAPTIONS_PER_IMAGE,
     GENERATOR_VERSION,
+    WORLD_OUTPUTS,
     WORLDS,
     class_names,
     load_synthetic,
     make_captions,
     make_ground_truth,
+    prepare_world_dir,
     render,
     write_world,
 )
@@ -50,5 +52,5 @@ __all__ = [
     "class_disjoint_split", "INVERSE_RELATION", "RELATION_WORDS", "RELATIONS", "SCENE_CATEGORIES",
     "SCENE_COLOUR_RGB", "SCENE_COLOURS", "SCENE_NOUNS", "SCENE_SIZES", "SIZE_WORDS", "CAPTIONS_PER_IMAGE",
     "GENERATOR_VERSION", "WORLDS", "class_names", "load_synthetic", "make_captions", "make_ground_truth",
-    "render", "write_world",
+    "render", "write_world", "prepare_world_dir", "WORLD_OUTPUTS",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
+from ...cliargs import prepare_output_dir, write_text_atomic
 from ...errors import ConfigError
 from ..records import BadInputPolicy, DataReport, LoadedSplit, Sample
 from . import birds, scenes
@@ -124,6 +125,23 @@ def load_synthetic(
     return LoadedSplit(samples=samples, class_names=class_names(world), report=report, multi_label=world == "scenes")
 
 
+# what write_world writes, and so what --overwrite may remove
+WORLD_OUTPUTS = ("images", "train.jsonl", "test.jsonl", "classes.json", "world.json", "*.tmp")
+
+
+def prepare_world_dir(out: Path, overwrite: bool = False, flag: str = "out") -> Path:
+    """Check ``out`` can take a world, before anything is rendered.
+
+    A missing or empty folder is used as is. A non-empty one is refused unless
+    ``overwrite``; then what a world consists of (:data:`WORLD_OUTPUTS`) is removed, so an
+    earlier, larger world can never leave images behind, and other files are left alone.
+
+    Raises:
+        UserError: ``out`` is a file, not writable, or non-empty without ``overwrite``.
+    """
+    return prepare_output_dir(Path(out), flag, overwrite, owned=WORLD_OUTPUTS)
+
+
 def write_world(
     world: str,
     out: Path,
@@ -133,6 +151,8 @@ def write_world(
     size: int,
     class_disjoint: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
+    out_flag: str = "out",
 ) -> Dict[str, Any]:
     """Write a world in the generic folder format (read back by the ``folder`` source).
 
@@ -140,12 +160,25 @@ def write_world(
     image: image, captions, labels, label_names, attributes, caption_attributes),
     ``classes.json`` (index = label id) and ``world.json`` (how it was made).
 
+    Every argument and the output folder are checked before the first image is drawn
+    (see :func:`prepare_world_dir`; ``out_flag`` names the folder in messages).
+
     Returns:
         A summary: output folder, counts per split, classes, captions, seconds.
+
+    Raises:
+        ConfigError: a bad world, size, count or class_disjoint for scenes.
+        UserError: ``out`` cannot take the world (see :func:`prepare_world_dir`).
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    _check_world(world)
+    check_size(size)
+    for name, count in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {count!r}")
+    allowed_classes(world, "train", class_disjoint)  # class_disjoint is birds-only
+    out = prepare_world_dir(Path(out), overwrite, out_flag)
     start = time.time()
     names = class_names(world)
     counts: Dict[str, int] = {}
@@ -171,7 +204,7 @@ def write_world(
         tmp.replace(out / f"{split}.jsonl")  # a half-written split never looks complete
         counts[split] = len(loaded)
         captions += loaded.report.captions
-    (out / "classes.json").write_text(json.dumps(names, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "classes.json", json.dumps(names, indent=1) + "\n")
     meta = {
         "world": world,
         "seed": seed,
@@ -183,7 +216,7 @@ def write_world(
         "multi_label": world == "scenes",
         "generator_version": GENERATOR_VERSION,
     }
-    (out / "world.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "world.json", json.dumps(meta, indent=1) + "\n")
     return {"out": str(out), "world": world, "train": counts["train"], "test": counts["test"],
             "classes": len(names), "captions": captions, "seconds": round(time.time() - start, 2)}
 
