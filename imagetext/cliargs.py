@@ -86,10 +86,10 @@ def check_output_file(path: Path, flag: str, suffix: Optional[str] = None) -> Pa
         UserError: ``path`` is a folder, its parent is a file or not writable, or it lacks ``suffix``.
     """
     path = Path(path)
-    if suffix and path.suffix.lower() != suffix:
-        raise UserError(f"{flag} {path}: must end in {suffix}")
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name, e.g. {path / ('result' + (suffix or '.json'))}")
+    if suffix and path.suffix.lower() != suffix:
+        raise UserError(f"{flag} {path}: must end in {suffix}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path}: exists and is not writable")
     _writable_parent(path, flag)

