@@ -270,3 +270,19 @@ def test_cli_faithfulness_folder_matches_dataset_and_all_reads_once(tmp_path, ca
     for key in ("fid", "kid", "inception_score", "faithfulness", "weights_sha256"):
         assert key in res, key
     assert res["faithfulness"]["overall"] == from_disk["overall"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_gpu_features_agree_with_cpu(tmp_path):
+    """Extraction on the accelerator gives the CPU's features to float32 rounding (TF32 is off)."""
+    from imagetext.registry import FEATURE_EXTRACTORS
+
+    files = sorted(_write_images(tmp_path / "g", 12, size=64).iterdir())
+    for name, kw in (("synth", {"world": "birds"}), ("inception", {})):
+        cpu = extract(FEATURE_EXTRACTORS.build(name, **kw), files, batch_size=5, keep_features=True, progress=False,
+                      device="cpu")
+        gpu = extract(FEATURE_EXTRACTORS.build(name, **kw), files, batch_size=5, keep_features=True, progress=False,
+                      device="cuda", num_workers=2)
+        assert gpu.device.startswith("cuda")
+        np.testing.assert_allclose(gpu.features, cpu.features, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(gpu.stats.mu, cpu.stats.mu, rtol=1e-4, atol=1e-5)
