@@ -56,7 +56,8 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         description=(
             "Load a data set in one of the published layouts, decode every image and report images, captions, "
             "classes/labels, skipped and converted items, and each problem with its file and line. "
-            "Exit code 0 if nothing was skipped, 1 if items were skipped, 2 if the data set cannot be read."
+            "Exit code 0 if nothing was skipped, 1 if items were skipped, 2 if the data set cannot be read "
+            "or has no usable image."
         ),
     )
     q.add_argument("--format", choices=FORMATS, required=True, help="layout of the data set")
@@ -69,16 +70,17 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from .synthetic import prepare_world_dir, write_world
+    from .synthetic import write_world
 
     if args.n_train + args.n_test == 0:
         raise UserError("--n-train 0 --n-test 0: nothing to write; ask for at least one image")
     if args.class_disjoint and args.world != "birds":
         raise UserError("--class-disjoint: only defined for --world birds")
-    prepare_world_dir(args.out, args.overwrite, "--out")  # before anything is rendered
+    # write_world checks --out (file? not empty? writable?) before it renders anything
     summary = write_world(
         args.world, args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-        size=args.size, class_disjoint=args.class_disjoint, progress=not args.json, out_flag="--out",
+        size=args.size, class_disjoint=args.class_disjoint, progress=not args.json,
+        overwrite=args.overwrite, out_flag="--out",
     )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -102,9 +104,16 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
         print(format_report(report))
+    where = "see the problems list" if args.json else "listed above"
+    if report.images == 0:
+        why = f"{report.skipped} item(s) skipped, {where}" if report.skipped else "its metadata lists none"
+        print(f"t2i data inspect: error: split {args.split!r} of {args.root} has no usable image ({why})",
+              file=sys.stderr)
+        return 2
     if report.skipped:
-        print(f"t2i data inspect: {report.skipped} item(s) skipped; {report.images} image(s) usable "
-              f"({'see the problems list' if args.json else 'listed above'})", file=sys.stderr)
+        print(f"t2i data inspect: {report.skipped} input(s) skipped (rows, images or captions); "
+              f"{report.images} image(s) usable ({where})",
+              file=sys.stderr)
     return 1 if report.skipped else 0
 
 

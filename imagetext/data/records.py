@@ -194,7 +194,7 @@ class BadLine:
     def reason(self) -> str:
         shown = " ".join(f"0x{b:02x}" for b in self.bad)
         return (f"invalid UTF-8 (byte {shown} at column {self.column}, file offset {self.offset}); "
-                f"line skipped; {CONVERT_HINT}")
+                f"{CONVERT_HINT}")
 
 
 @dataclass
