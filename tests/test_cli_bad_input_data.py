@@ -8,7 +8,6 @@ there, the expected exit code, words the output must contain). Every row runs th
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Callable, List, NamedTuple
 
@@ -16,10 +15,10 @@ import pytest
 
 try:
     from cli_harness import check_case, run_cli
-    from fixtures_data import CUB_CLASSES, build_coco, build_cub, build_folder, build_karpathy, build_synthetic, write_image, write_jsonl
+    from fixtures_data import build_coco, build_cub, build_karpathy, build_synthetic, write_image, write_jsonl
 except ImportError:  # tests/ collected as a package
     from tests.cli_harness import check_case, run_cli
-    from tests.fixtures_data import CUB_CLASSES, build_coco, build_cub, build_folder, build_karpathy, build_synthetic, write_image, write_jsonl
+    from tests.fixtures_data import build_coco, build_cub, build_karpathy, build_synthetic, write_image, write_jsonl
 
 
 # --- setups -------------------------------------------------------------------------------
