@@ -1,0 +1,279 @@
+"""The shared training loop (imagetext.train) with tiny tasks on synthetic data.
+
+The 2-process test launches this file itself as the worker (``--worker OUT``) under
+``accelerate launch`` with configs/accelerate/cpu2.yaml: one launch for gather_with_grad and the loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # when run as the 2-process worker script
+    sys.path.insert(0, str(REPO))
+
+from imagetext.errors import ConfigError, UserError  # noqa: E402
+from imagetext.losses.clip import clip_loss  # noqa: E402
+from imagetext.train import (TrainConfig, Trainer, TrainingDiverged, TrainTask, gather_with_grad,  # noqa: E402
+                             load_train_config, train)
+
+
+class Pairs(Dataset):
+    """n synthetic (x, y) pairs with their index; fixed by seed, no randomness in __getitem__."""
+
+    def __init__(self, n: int = 20, dim: int = 6, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, dim, generator=g)
+        self.y = self.x @ torch.randn(dim, dim, generator=g) + 0.1 * torch.randn(n, dim, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i], "index": i}
+
+
+class Regress(TrainTask):
+    """Linear + dropout + MSE, with an SGD-momentum optimiser and a step LR schedule."""
+
+    def __init__(self, dim: int = 6, nan_at: int = -1):
+        self.models = {"net": nn.Sequential(nn.Linear(dim, 16), nn.Dropout(0.3), nn.Linear(16, dim))}
+        self.optimizers = {"opt": torch.optim.SGD(self.models["net"].parameters(), lr=0.05, momentum=0.9)}
+        self.schedulers = {"lr": torch.optim.lr_scheduler.StepLR(self.optimizers["opt"], step_size=4, gamma=0.5)}
+        self.nan_at = nan_at
+        self.calls = 0
+
+    def training_step(self, batch, step):
+        self.calls += 1
+        pred = self.models["net"](batch["x"])
+        loss = ((pred - batch["y"]) ** 2).mean()
+        if step == self.nan_at:
+            loss = loss * float("nan")
+        return {"mse_loss": loss, "pred_norm": pred.detach().norm()}
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+class PairNet(nn.Module):
+    """Image and text encoders in one module, so DDP sees (and syncs) both in one forward."""
+
+    def __init__(self, dim: int = 6):
+        super().__init__()
+        self.img, self.txt = nn.Linear(dim, 4), nn.Linear(dim, 4)
+
+    def forward(self, x, y):
+        return self.img(x), self.txt(y)
+
+
+class Contrast(TrainTask):
+    """A tiny encoder pair with InfoNCE over embeddings gathered from every process."""
+
+    def __init__(self, dim: int = 6):
+        self.models = {"pair": PairNet(dim)}
+        self.optimizers = {"opt": torch.optim.Adam(self.models["pair"].parameters(), lr=1e-2)}
+
+    def training_step(self, batch, step):
+        img, txt = self.models["pair"](batch["x"], batch["y"])
+        return {"clip_loss": clip_loss(gather_with_grad(img), gather_with_grad(txt), 10.0)}
+
+
+def _loader(batch_size: int = 4, n: int = 20):
+    return DataLoader(Pairs(n), batch_size=batch_size, shuffle=True, drop_last=True)
+
+
+def _cfg(out, **kw):
+    base = dict(output_dir=str(out), max_steps=6, checkpoint_every=3, log_every=2, seed=7, mixed_precision="no")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _run(out, task_kw=None, **kw):
+    torch.manual_seed(0)  # the script seeds before building its task
+    task = Regress(**(task_kw or {}))
+    trainer = Trainer(task, _cfg(out, **kw), _loader())
+    result = trainer.train()
+    return task, trainer, result
+
+
+def _weights(task):
+    net = task.models["net"]
+    return {k: v.detach().clone() for k, v in getattr(net, "module", net).state_dict().items()}
+
+
+# 1. exact resumption ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_resumed_run_is_bit_identical(tmp_path, accum):
+    """N steps == N/2 steps then resume=latest to N: shuffling sampler across epochs, dropout, momentum, LR schedule."""
+    full_task, _, full = _run(tmp_path / "full", max_steps=8, checkpoint_every=4, gradient_accumulation_steps=accum)
+    _run(tmp_path / "half", max_steps=4, checkpoint_every=4, gradient_accumulation_steps=accum)
+    half_task, trainer, resumed = _run(tmp_path / "half", max_steps=8, checkpoint_every=4, resume="latest",
+                                       gradient_accumulation_steps=accum)
+    assert trainer.resume_from.name == "checkpoint-4"
+    assert full["step"] == resumed["step"] == 8
+    a, b = _weights(full_task), _weights(half_task)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    assert half_task.calls == full_task.calls == 8 * accum  # task state restored too
+    assert full["last_logs"] == resumed["last_logs"]
+    assert half_task.optimizers["opt"].param_groups[0]["lr"] == full_task.optimizers["opt"].param_groups[0]["lr"] == 0.05 / 4
+    ck = tmp_path / "full" / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-4", "checkpoint-8"]
+    assert (ck / "checkpoint-8" / "complete").is_file() and (tmp_path / "full" / "config.yaml").is_file()
+    assert list((tmp_path / "full" / "logs").rglob("events.out.tfevents.*"))  # TensorBoard scalars
+
+
+def test_keep_last_k_checkpoints(tmp_path):
+    _run(tmp_path / "r", max_steps=5, checkpoint_every=1, keep_checkpoints=2)
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-5"]
+
+
+# 2. half-written checkpoints are never resumed ---------------------------------------------------
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    out = tmp_path / "r"
+    _run(out, max_steps=3, checkpoint_every=3)
+    root = out / "checkpoints"
+    (root / ".tmp-checkpoint-5").mkdir()            # killed while writing
+    (root / ".tmp-checkpoint-5" / "model.safetensors").write_bytes(b"half")
+    (root / "checkpoint-9").mkdir()                  # a folder without the marker
+    _, trainer, result = _run(out, max_steps=4, checkpoint_every=3, resume="latest")
+    assert trainer.resume_from == root / "checkpoint-3"
+    assert result["step"] == 4
+    assert not (root / ".tmp-checkpoint-5").exists()  # cleaned on start
+    with pytest.raises(UserError, match="marker"):
+        _run(out, max_steps=5, resume=str(root / "checkpoint-9"))
+
+
+# 3. non-finite loss -------------------------------------------------------------------------------
+
+
+def test_nonfinite_loss_names_step_ids_and_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged) as e:
+        _run(tmp_path / "r", task_kw={"nan_at": 4}, max_steps=8, checkpoint_every=2)
+    msg = str(e.value)
+    assert "step 5" in msg and "mse_loss=nan" in msg
+    assert "batch sample ids: [" in msg
+    ids = json.loads(msg.split("batch sample ids: ")[1].split("]")[0] + "]")
+    assert len(ids) == 4 and all(0 <= i < 20 for i in ids)
+    assert str(tmp_path / "r" / "checkpoints" / "checkpoint-4") in msg
+    assert isinstance(e.value, UserError)
+
+
+# 6. bad input: another run in output_dir, foreign checkpoint, config typo -------------------------
+
+
+def test_output_dir_of_another_run_is_refused(tmp_path):
+    out = tmp_path / "r"
+    _run(out, max_steps=2, checkpoint_every=2)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    cfg_text = (out / "config.yaml").read_text()
+    with pytest.raises(UserError, match=r"holds another run .*seed \(here 8, there 7\)"):
+        _run(out, max_steps=2, seed=8)
+    with pytest.raises(UserError, match=r"holds another run"):
+        _run(out, max_steps=4, seed=8, resume="latest")
+    with pytest.raises(UserError, match="resume=latest"):  # same run, resume not asked
+        _run(out, max_steps=4)
+    with pytest.raises(UserError, match=r"resume=.*another checkpoint"):
+        _run(tmp_path / "other", max_steps=4, seed=8, resume=str(out / "checkpoints" / "checkpoint-2"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and (out / "config.yaml").read_text() == cfg_text
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not empty"):
+        _run(tmp_path / "junk", max_steps=1)
+
+
+def test_config_typo_and_bad_values(tmp_path):
+    yaml_file = tmp_path / "t.yaml"
+    yaml_file.write_text(f"output_dir: {tmp_path / 'o'}\nmax_steps: 3\n")
+    cfg = load_train_config(yaml_file, ["seed=3", "resume=latest"])
+    assert (cfg.max_steps, cfg.seed, cfg.resume) == (3, 3, "latest")
+    with pytest.raises(ConfigError, match=r"'max_stpes' \(did you mean 'max_steps'\?\)"):
+        load_train_config(yaml_file, ["max_stpes=3"])
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_train_config(yaml_file, ["mixed_precision=fp8"])
+    with pytest.raises(ConfigError, match="max_steps must be >= 1"):
+        load_train_config(yaml_file, ["max_steps=0"])
+
+
+def test_train_function_and_single_process_gather_is_identity(tmp_path):
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x
+    torch.manual_seed(0)
+    res = train(Contrast(), _cfg(tmp_path / "c", max_steps=2, checkpoint_every=0), _loader())
+    assert res["step"] == 2 and res["last_checkpoint"].name == "checkpoint-2"
+
+
+# 4 + 5. two real CPU processes -------------------------------------------------------------------
+
+B, DIM = 3, 6
+
+
+def _pair_and_data():
+    torch.manual_seed(11)
+    pair = PairNet(DIM)
+    g = torch.Generator().manual_seed(5)
+    return pair, torch.randn(2 * B, DIM, generator=g), torch.randn(2 * B, DIM, generator=g)
+
+
+def _worker(out: Path) -> None:
+    """Runs in each of 2 processes: the loop for 4 steps, then one gathered InfoNCE step."""
+    torch.manual_seed(0)
+    trainer = Trainer(Contrast(), _cfg(out / "run", max_steps=4, checkpoint_every=4), _loader(batch_size=2, n=16))
+    result = trainer.train()
+    acc = trainer.accelerator
+    pair, xs, ys = _pair_and_data()
+    net = acc.prepare(pair)  # DDP: gradients are averaged over the processes
+    r = acc.process_index
+    img, txt = net(xs[r * B:(r + 1) * B], ys[r * B:(r + 1) * B])
+    loss = clip_loss(gather_with_grad(img), gather_with_grad(txt), 10.0)
+    loss.backward()
+    res = {"rank": r, "world": acc.num_processes, "loss": loss.item(), "step": result["step"],
+           "grads": {k: p.grad.tolist() for k, p in net.module.named_parameters()}}
+    (out / f"rank{r}.json").write_text(json.dumps(res))
+    acc.wait_for_everyone()
+
+
+def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu2.yaml"),
+           "--main_process_port", str(port), str(Path(__file__).resolve()), "--worker", str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [x["world"] for x in res] == [2, 2] and res[0]["loss"] == pytest.approx(res[1]["loss"], abs=1e-6)
+
+    pair, xs, ys = _pair_and_data()  # one process, the global batch 2B
+    img, txt = pair(xs, ys)
+    loss = clip_loss(img, txt, 10.0)
+    loss.backward()
+    assert abs(loss.item() - res[0]["loss"]) < 1e-5
+    for k, p in pair.named_parameters():
+        for x in res:
+            torch.testing.assert_close(torch.tensor(x["grads"][k]), p.grad, atol=1e-5, rtol=0)
+
+    ck = tmp_path / "run" / "checkpoints"
+    assert res[0]["step"] == 4 and sorted(p.name for p in ck.iterdir()) == ["checkpoint-4"]
+    assert (ck / "checkpoint-4" / "complete").is_file()
+    assert {p.name for p in (ck / "checkpoint-4").glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _worker(Path(sys.argv[2]))
