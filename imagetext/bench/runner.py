@@ -1,0 +1,372 @@
+"""Run a matrix cell by cell, recording each finished cell as one JSON with its provenance.
+
+The contract with a cell's command: it exits 0 after writing ``<output_dir>/results.json``
+(a dict of metrics, nested or flat), and optionally its resolved ``config.yaml`` beside
+it (copied into the record as ``config``). The runner then writes
+``<results_dir>/<matrix>/<cell_id>.json`` atomically with the params, the results and
+the provenance (command, commit and dirty flag, seed, wall time, versions, machine).
+
+That file is the only mark of "done": a cell whose JSON exists with the same params is
+skipped, so a matrix fills over several runs, here or on a lent GPU machine (commit the
+JSONs). A failing or timed-out cell writes nothing there; its stdout/stderr stay in its
+output_dir (``bench.stdout.log`` / ``bench.stderr.log``), the tail of stderr is printed
+and the next cell runs. The output_dir is the runner's scratch folder: it is emptied
+before a cell (re)runs, so a stale results.json can never be taken for a new one.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, TextIO
+
+import yaml
+
+from ..errors import UserError
+from .matrix import Cell, Matrix
+
+SCHEMA = 1
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.yaml"
+STDOUT_LOG = "bench.stdout.log"
+STDERR_LOG = "bench.stderr.log"
+
+
+# ----------------------------------------------------------------- paths and status
+@dataclass
+class Paths:
+    """Where a matrix's scratch runs and cell JSONs go."""
+
+    runs_root: Path
+    results_dir: Path
+
+    @classmethod
+    def for_matrix(cls, matrix: Matrix, runs_root: Optional[str] = None, results_dir: Optional[str] = None) -> "Paths":
+        return cls(Path(runs_root or matrix.config.runs_root) / matrix.name,
+                   Path(results_dir or matrix.config.results_dir) / matrix.name)
+
+    def output_dir(self, cell: Cell) -> Path:
+        return self.runs_root / cell.id
+
+    def record(self, cell: Cell) -> Path:
+        return self.results_dir / f"{cell.id}.json"
+
+
+def read_record(path: Path) -> Optional[Dict[str, Any]]:
+    """A cell JSON, or None when it is missing or unreadable (a half-written one cannot exist)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    # JSON turns tuples into lists and may turn 1.0 into 1; compare through JSON
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def cell_status(cell: Cell, paths: Paths) -> str:
+    """``done`` (JSON with the same params), ``stale`` (JSON with other params) or ``pending``."""
+    rec = read_record(paths.record(cell))
+    if rec is None:
+        return "pending"
+    return "done" if _same(rec.get("params"), cell.params) else "stale"
+
+
+# ----------------------------------------------------------------- provenance
+def _git(args: Sequence[str], cwd: Path) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(cwd: Path) -> Dict[str, Any]:
+    """The commit of ``cwd``'s repository and whether tracked files differ from it."""
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    dirty = None
+    if commit is not None:
+        status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+        dirty = bool(status) if status is not None else None
+    return {"commit": commit, "dirty": dirty}
+
+
+def _version(pkg: str) -> Optional[str]:
+    try:
+        return metadata.version(pkg)  # no import: torch takes seconds to import
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_names() -> List[str]:
+    """Names of the NVIDIA GPUs ``nvidia-smi`` sees (empty without one); no torch import."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def machine_info() -> Dict[str, Any]:
+    """What ran the cell: versions and hardware (read once per run)."""
+    gpus = gpu_names()
+    return {
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpus[0] if gpus else None,
+        "gpu_count": len(gpus),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and os.replace, so a killed run leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------- one cell
+@dataclass
+class CellOutcome:
+    """What happened to one cell in a run."""
+
+    cell_id: str
+    status: str  # done | skipped | failed | dry-run
+    wall_s: float = 0.0
+    message: str = ""
+    record: Optional[Path] = None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _kill(proc: "subprocess.Popen[bytes]") -> None:
+    """Stop the command and everything it started (accelerate launch spawns workers)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:  # pragma: no cover - Windows
+            proc.terminate()
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        if hasattr(os, "killpg"):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[str, Any],
+             machine: Dict[str, Any], matrix_file: Optional[str], cwd: Path,
+             python: str = sys.executable, tail_lines: int = 20) -> CellOutcome:
+    """Run one cell's command and, on success, write its record. Never raises for a failing command."""
+    out_dir = paths.output_dir(cell)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    cmd = cell.command(out_dir, python)
+    env = {**os.environ, "BENCH_CELL_ID": cell.id, "BENCH_OUTPUT_DIR": str(out_dir)}
+    started = _now()
+    t0 = time.perf_counter()
+    timed_out = False
+    with open(out_dir / STDOUT_LOG, "wb") as so, open(out_dir / STDERR_LOG, "wb") as se:
+        try:
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=hasattr(os, "killpg"))
+        except OSError as e:
+            return CellOutcome(cell.id, "failed", 0.0, f"cannot start {cmd[0]!r}: {e.strerror or e}")
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            rc, timed_out = proc.returncode, True
+        except KeyboardInterrupt:
+            _kill(proc)
+            raise
+    wall = time.perf_counter() - t0
+    finished = _now()
+
+    def failed(why: str) -> CellOutcome:
+        tail = _tail(out_dir / STDERR_LOG, tail_lines) or _tail(out_dir / STDOUT_LOG, tail_lines)
+        msg = why + (f"\n--- last lines of {out_dir / STDERR_LOG} ---\n{tail}" if tail else "")
+        return CellOutcome(cell.id, "failed", wall, msg)
+
+    if timed_out:
+        return failed(f"timed out after {timeout_s:g} s")
+    if rc != 0:
+        return failed(f"exited with code {rc}")
+    res_path = out_dir / RESULTS_FILE
+    if not res_path.is_file():
+        return failed(f"exited 0 but wrote no {res_path}")
+    try:
+        results = json.loads(res_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        return failed(f"{res_path}: not valid JSON ({e})")
+    if not isinstance(results, dict):
+        return failed(f"{res_path}: expected a JSON object of metrics, got {type(results).__name__}")
+    record = {
+        "schema": SCHEMA,
+        "matrix": cell.matrix,
+        "matrix_file": matrix_file,
+        "cell_id": cell.id,
+        "spec": cell.spec.name,
+        "params": cell.params,
+        "results": results,
+        "provenance": {
+            "command": cmd,
+            "command_line": shlex.join(cmd),
+            "cwd": str(cwd),
+            "output_dir": str(out_dir),
+            "git_commit": git.get("commit"),
+            "git_dirty": git.get("dirty"),
+            "seed": cell.seed,
+            "wall_s": round(wall, 3),
+            "started": started,
+            "finished": finished,
+            **machine,
+        },
+    }
+    cfg_path = out_dir / CONFIG_FILE
+    if cfg_path.is_file():  # a command that saves its resolved config gets it into the record
+        try:
+            record["config"] = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            record["config"] = None
+    path = paths.record(cell)
+    write_json_atomic(path, record)
+    return CellOutcome(cell.id, "done", wall, "", path)
+
+
+# ----------------------------------------------------------------- a matrix
+@dataclass
+class RunSummary:
+    """Counts of one ``bench run``; ``ok`` is False when any cell failed."""
+
+    outcomes: List[CellOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+
+def select_cells(matrix: Matrix, only: Sequence[str] = ()) -> List[Cell]:
+    """Cells whose id matches any glob in ``only`` (all when empty); a glob matching none is an error."""
+    if not only:
+        return list(matrix.cells)
+    for pat in only:
+        if not any(fnmatch.fnmatchcase(c.id, pat) for c in matrix.cells):
+            raise UserError(f"--only {pat!r} matches no cell of {matrix.name}; see `bench list`")
+    return [c for c in matrix.cells if any(fnmatch.fnmatchcase(c.id, p) for p in only)]
+
+
+def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force: Sequence[str] = (),
+               max_cells: Optional[int] = None, dry_run: bool = False, timeout_s: Optional[float] = None,
+               cwd: Optional[Path] = None, python: str = sys.executable,
+               log: Optional[TextIO] = None) -> RunSummary:
+    """Run the pending cells of ``matrix`` in order.
+
+    Args:
+        only: globs on cell ids; only matching cells are considered.
+        force: globs on cell ids to rerun even when done.
+        max_cells: run at most this many cells (skipped ones do not count).
+        dry_run: print what would run, run nothing.
+        timeout_s: per-cell limit, overriding the matrix's and the spec's.
+    Returns:
+        A summary; failed cells are in it, never raised.
+    """
+    cwd = Path(cwd or Path.cwd())
+    log = log or sys.stdout
+    for pat in force:
+        if not any(fnmatch.fnmatchcase(c.id, pat) for c in matrix.cells):
+            raise UserError(f"--force {pat!r} matches no cell of {matrix.name}; see `bench list`")
+    cells = select_cells(matrix, only)
+    todo: List[Cell] = []
+    summary = RunSummary()
+    for c in cells:
+        st = cell_status(c, paths)
+        forced = any(fnmatch.fnmatchcase(c.id, p) for p in force)
+        if st == "done" and not forced:
+            summary.outcomes.append(CellOutcome(c.id, "skipped", message="done"))
+        else:
+            todo.append(c)
+    if max_cells is not None:
+        todo = todo[:max_cells]
+    n_skip = summary.count("skipped")
+    print(f"bench {matrix.name}: {len(cells)} cells selected, {n_skip} done (skipped), {len(todo)} to run"
+          + (" [dry run]" if dry_run else ""), file=log, flush=True)
+    if not todo:
+        return summary
+    git = git_state(cwd)
+    machine = machine_info()
+    if not dry_run and git.get("dirty"):
+        print("bench: warning: the working tree has uncommitted changes; records will say git_dirty: true",
+              file=log, flush=True)
+    mfile = str(matrix.path) if matrix.path else None
+    for i, c in enumerate(todo, 1):
+        limit = timeout_s if timeout_s is not None else (
+            c.spec.timeout_s if c.spec.timeout_s is not None else matrix.config.timeout_s)
+        head = f"[{i}/{len(todo)}] {c.id}"
+        if dry_run:
+            print(f"{head}: {shlex.join(c.command(paths.output_dir(c), python))}", file=log, flush=True)
+            summary.outcomes.append(CellOutcome(c.id, "dry-run"))
+            continue
+        print(f"{head} ...", file=log, flush=True)
+        out = run_cell(c, paths, timeout_s=limit, git=git, machine=machine, matrix_file=mfile,
+                       cwd=cwd, python=python)
+        summary.outcomes.append(out)
+        if out.status == "done":
+            print(f"{head}: done in {out.wall_s:.1f} s -> {out.record}", file=log, flush=True)
+        else:
+            print(f"{head}: FAILED: {out.message}", file=log, flush=True)
+    done, failed = summary.count("done"), summary.count("failed")
+    print(f"bench {matrix.name}: {done} done, {failed} failed, {n_skip} skipped"
+          + (f"; failed: {', '.join(o.cell_id for o in summary.outcomes if o.status == 'failed')}" if failed else ""),
+          file=log, flush=True)
+    return summary
+
+
+def list_cells(matrix: Matrix, paths: Paths) -> List[Dict[str, Any]]:
+    """Each cell's id, status and (when recorded) wall time and finish time."""
+    rows = []
+    for c in matrix.cells:
+        st = cell_status(c, paths)
+        rec = read_record(paths.record(c)) if st != "pending" else None
+        prov = (rec or {}).get("provenance", {}) if st == "done" else {}
+        rows.append({"cell_id": c.id, "status": st, "wall_s": prov.get("wall_s"),
+                     "finished": prov.get("finished"), "params": c.params})
+    return rows

@@ -1,0 +1,206 @@
+"""The benchmark-matrix runner: expansion, resumable runs, failures, reports, markers, typos."""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imagetext.bench import Paths, build_report, cell_status, load_matrix, replace_section, run_matrix, to_markdown
+from imagetext.bench.cli import main
+from imagetext.errors import ConfigError, UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# metric = seed-dependent; variant "bad" fails with a message on stderr; "slow" sleeps
+TOY = (
+    "import json, sys, time\n"
+    "variant, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n"
+    "if variant == 'bad':\n"
+    "    print('loss went NaN at step 3', file=sys.stderr); sys.exit(3)\n"
+    "if variant == 'slow':\n"
+    "    time.sleep(30)\n"
+    "acc = {'a': 0.5, 'b': 0.7}[variant] + 0.1 * seed\n"
+    "json.dump({'retrieval': {'R@1': acc}, 'loss': 1 - acc}, open(out + '/results.json', 'w'))\n"
+)
+
+
+def write_matrix(tmp_path, variants=("a", "b"), seeds=(0, 1, 2), **extra):
+    data = {
+        "name": "toy",
+        "runs_root": str(tmp_path / "runs"),
+        "results_dir": str(tmp_path / "cells"),
+        "cells": [{
+            "name": "pre",
+            "command": ["{python}", "-c", TOY, "{variant}", "{seed}", "{output_dir}"],
+            "axes": {"variant": list(variants), "seed": list(seeds)},
+            "params": {"steps": 4},
+        }],
+        "report": {"group_by": ["variant"], "metrics": [{"key": "retrieval.R@1", "label": "R@1", "fmt": ".3f"},
+                                                        "loss"]},
+    }
+    data.update(extra)
+    p = tmp_path / "matrix.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def load(path, *ov):
+    m = load_matrix(path, ov)
+    return m, Paths.for_matrix(m)
+
+
+def test_expansion_ids_and_order(tmp_path):
+    m, paths = load(write_matrix(tmp_path))
+    ids = [c.id for c in m]
+    # seed outermost in run order, last in the id; fixed params in every cell, not in ids
+    assert ids == ["pre-a-seed0", "pre-b-seed0", "pre-a-seed1", "pre-b-seed1", "pre-a-seed2", "pre-b-seed2"]
+    c = m.get("pre-b-seed1")
+    assert c.params == {"steps": 4, "variant": "b", "seed": 1}
+    cmd = c.command(paths.output_dir(c), "py")
+    assert cmd[0] == "py" and cmd[-3:] == ["b", "1", str(tmp_path / "runs" / "toy" / "pre-b-seed1")]
+    assert cmd[2] == TOY  # braces of non-placeholders ({'a': 0.5}) are left alone
+    assert [c.id for c in load_matrix(write_matrix(tmp_path), ["name=other"])] == ids
+
+
+def test_run_records_provenance_then_skips_then_force(tmp_path, capsys):
+    m, paths = load(write_matrix(tmp_path))
+    s = run_matrix(m, paths, max_cells=4)
+    assert s.ok and s.count("done") == 4
+    rec = json.loads((tmp_path / "cells" / "toy" / "pre-a-seed1.json").read_text())
+    assert rec["params"] == {"steps": 4, "variant": "a", "seed": 1}
+    assert rec["results"]["retrieval"]["R@1"] == pytest.approx(0.6)
+    prov = rec["provenance"]
+    for key in ("command", "git_commit", "git_dirty", "seed", "wall_s", "python", "torch", "cpu_count",
+                "platform", "gpu", "started", "finished"):
+        assert key in prov, key
+    assert prov["seed"] == 1 and prov["wall_s"] > 0 and prov["command"][-1].endswith("pre-a-seed1")
+    assert not list((tmp_path / "cells" / "toy").glob("*.tmp"))
+
+    s = run_matrix(m, paths)  # resumes: only the two left run
+    assert s.count("skipped") == 4 and s.count("done") == 2
+    s = run_matrix(m, paths)
+    assert s.count("skipped") == 6 and s.count("done") == 0
+    before = json.loads(paths.record(m.get("pre-b-seed0")).read_text())["provenance"]["started"]
+    s = run_matrix(m, paths, force=["pre-b-seed0"])
+    assert s.count("done") == 1 and s.outcomes[-1].cell_id == "pre-b-seed0"
+    assert json.loads(paths.record(m.get("pre-b-seed0")).read_text())["provenance"]["started"] >= before
+    s = run_matrix(m, paths, only=["pre-a-*"], force=["*"], dry_run=True)
+    assert s.count("dry-run") == 3
+    with pytest.raises(UserError, match="matches no cell"):
+        run_matrix(m, paths, only=["nope*"])
+
+    # changed fixed params make the records stale: they rerun
+    data = yaml.safe_load((tmp_path / "matrix.yaml").read_text())
+    data["cells"][0]["params"]["steps"] = 8
+    (tmp_path / "matrix.yaml").write_text(yaml.safe_dump(data))
+    m2, paths2 = load(tmp_path / "matrix.yaml")
+    assert {cell_status(c, paths2) for c in m2} == {"stale"}
+
+
+def test_failing_cell_recorded_as_failed_and_runner_continues(tmp_path, capsys):
+    m, paths = load(write_matrix(tmp_path, variants=("bad", "a"), seeds=(0,)))
+    s = run_matrix(m, paths)
+    assert not s.ok and s.count("failed") == 1 and s.count("done") == 1
+    assert [o.cell_id for o in s.outcomes] == ["pre-bad-seed0", "pre-a-seed0"]
+    assert not paths.record(m.get("pre-bad-seed0")).exists()
+    assert cell_status(m.get("pre-bad-seed0"), paths) == "pending"
+    out = capsys.readouterr().out
+    assert "exited with code 3" in out and "loss went NaN at step 3" in out
+    # through the CLI: exit 1 at the end, the done cell is skipped, the failing one retried
+    rc = main(["run", str(tmp_path / "matrix.yaml")])
+    assert rc == 1 and "1 done (skipped)" in capsys.readouterr().out
+
+
+def test_timeout_and_missing_results(tmp_path, capsys):
+    m, paths = load(write_matrix(tmp_path, variants=("slow",), seeds=(0,)))
+    s = run_matrix(m, paths, timeout_s=0.5)
+    assert s.count("failed") == 1 and "timed out" in s.outcomes[0].message
+    assert s.outcomes[0].wall_s < 10
+    p = write_matrix(tmp_path, cells=[{"name": "nores", "command": ["{python}", "-c", "pass"]}], report={})
+    m, paths = load(p)
+    s = run_matrix(m, paths)
+    assert s.count("failed") == 1 and "wrote no" in s.outcomes[0].message
+
+
+def test_report_mean_std_n_and_missing(tmp_path, capsys):
+    p = write_matrix(tmp_path)
+    m, paths = load(p)
+    run_matrix(m, paths, only=["pre-a-*", "pre-b-seed0"])
+    rep = build_report(m, paths)
+    rows = {r["group"]["variant"]: r for r in rep["rows"]}
+    a = rows["a"]["metrics"]["R@1"]
+    assert rows["a"]["n"] == 3 and rows["a"]["expected"] == 3
+    assert a["mean"] == pytest.approx(0.6) and a["std"] == pytest.approx(statistics.stdev([0.5, 0.6, 0.7]))
+    assert rows["b"]["n"] == 1 and rows["b"]["metrics"]["R@1"]["std"] is None
+    assert rep["missing"] == ["pre-b-seed1", "pre-b-seed2"]
+    md = to_markdown(rep, m)
+    assert "| a | 3/3 | 0.600 ± 0.100 |" in md
+    assert "| b | 1/3 | 0.700 |" in md  # one seed: just the value, n says 1 of 3
+    assert "Missing (2): `pre-b-seed1`, `pre-b-seed2`" in md
+
+    capsys.readouterr()
+    assert main(["report", str(p), "--json"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["missing"] == ["pre-b-seed1", "pre-b-seed2"] and js["metrics"] == ["R@1", "loss"]
+    # an override regroups without editing the file
+    assert main(["report", str(p), "report.group_by=[seed]"]) == 0
+    assert "| 0 | 2/2 |" in capsys.readouterr().out
+
+
+def test_write_section_between_markers(tmp_path, capsys):
+    p = write_matrix(tmp_path, seeds=(0,))
+    m, paths = load(p)
+    run_matrix(m, paths)
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("# Results\n\nintro\n<!-- bench:toy -->\nold table\n<!-- /bench:toy -->\n\nafter\n")
+    assert main(["report", str(p), "--write", str(doc), "--section", "toy"]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nintro\n<!-- bench:toy -->\n| variant |") and text.endswith("<!-- /bench:toy -->\n\nafter\n")
+    assert "old table" not in text and "| a | 1/1 | 0.500 |" in text
+    assert main(["report", str(p), "--write", str(doc), "--section", "toy"]) == 0
+    assert doc.read_text() == text  # idempotent
+    with pytest.raises(UserError, match="bench:other"):
+        replace_section(doc, "other", "x")
+    assert main(["report", str(p), "--write", str(doc), "--section", "nope"]) == 2
+    assert "markers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["cells"][0].update(axess=d["cells"][0].pop("axes")), r"cells\[0\].*'axess'.*did you mean 'axes'"),
+    (lambda d: d.update(timeout=5), r"'timeout'.*did you mean 'timeout_s'"),
+    (lambda d: d["report"]["metrics"].append({"key": "x", "fmtt": ".2f"}), r"'fmtt'"),
+    (lambda d: d["cells"][0]["command"].append("{seeds}"), r"unknown placeholder \{seeds\}"),
+    (lambda d: d["report"].update(group_by=["varaint"]), r"group_by.*varaint"),
+    (lambda d: d["cells"][0]["axes"].update(variant=["a/b"]), r"not a safe file name"),
+    (lambda d: d["cells"].append(dict(d["cells"][0])), r"used twice"),
+])
+def test_matrix_typos_are_config_errors(tmp_path, edit, match):
+    p = write_matrix(tmp_path)
+    data = yaml.safe_load(p.read_text())
+    edit(data)
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=match):
+        load_matrix(p)
+
+
+def test_cli_list_help_and_config_error(tmp_path, capsys):
+    p = write_matrix(tmp_path, seeds=(0,))
+    assert main(["run", str(p), "--max-cells", "1"]) == 0
+    assert main(["list", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "pre-a-seed0  done" in out and "pre-b-seed0  pending" in out and "1 done, 1 pending" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cellz: []\n")
+    assert main(["list", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error:") and "'cellz'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--max-cells" in capsys.readouterr().out
+
+
+def test_example_matrix_loads():
+    m = load_matrix(REPO / "configs" / "bench" / "example.yaml")
+    assert len(m) == 6 and m.cells[0].id == "toy-small-seed0"
