@@ -105,12 +105,16 @@ def test_failing_cell_recorded_as_failed_and_runner_continues(tmp_path, capsys):
     assert not s.ok and s.count("failed") == 1 and s.count("done") == 1
     assert [o.cell_id for o in s.outcomes] == ["pre-bad-seed0", "pre-a-seed0"]
     assert not paths.record(m.get("pre-bad-seed0")).exists()
-    assert cell_status(m.get("pre-bad-seed0"), paths) == "pending"
+    assert cell_status(m.get("pre-bad-seed0"), paths) == "failed"  # not done: reruns next time
     out = capsys.readouterr().out
     assert "exited with code 3" in out and "loss went NaN at step 3" in out
     # through the CLI: exit 1 at the end, the done cell is skipped, the failing one retried
     rc = main(["run", str(tmp_path / "matrix.yaml")])
     assert rc == 1 and "1 done (skipped)" in capsys.readouterr().out
+    assert main(["list", str(tmp_path / "matrix.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "pre-bad-seed0  failed   exited with code 3" in out and "1 done, 1 failed" in out
+    assert build_report(m, paths)["missing"] == ["pre-bad-seed0"]
 
 
 def test_timeout_and_missing_results(tmp_path, capsys):
@@ -190,7 +194,7 @@ def test_cli_list_help_and_config_error(tmp_path, capsys):
     assert main(["run", str(p), "--max-cells", "1"]) == 0
     assert main(["list", str(p)]) == 0
     out = capsys.readouterr().out
-    assert "pre-a-seed0  done" in out and "pre-b-seed0  pending" in out and "1 done, 1 pending" in out
+    assert "pre-a-seed0  done" in out and "pre-b-seed0  pending" in out and "1 done, 0 failed, 1 pending" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("cellz: []\n")
     assert main(["list", str(bad)]) == 2

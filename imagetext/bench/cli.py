@@ -26,7 +26,7 @@ YAML (e.g. timeout_s=600 report.group_by=[variant]).
 examples:
   python scripts/bench.py list configs/bench/example.yaml
   python scripts/bench.py run configs/bench/example.yaml --max-cells 2
-  python scripts/bench.py run configs/bench/example.yaml --only 'toy-a-*' --force toy-a-seed0
+  python scripts/bench.py run configs/bench/example.yaml --only 'toy-small-*' --force toy-small-seed0
   python scripts/bench.py report configs/bench/example.yaml
   python scripts/bench.py report configs/bench/example.yaml --write docs/RESULTS.md --section example
 """
@@ -66,7 +66,7 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("list", help="cells with their status (done / pending / stale)",
+    p = sub.add_parser("list", help="cells with their status (done / failed / pending / stale)",
                        description="List the cells, their status and wall time.")
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -126,8 +126,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(len(r["cell_id"]) for r in rows)
     for r in rows:
         extra = f"{r['wall_s']:.1f} s  {r['finished']}" if r["status"] == "done" else ""
+        if r["status"] == "failed":
+            extra = (r["reason"] or "").splitlines()[0] if r["reason"] else ""
         print(f"{r['cell_id']:<{width}}  {r['status']:<7}  {extra}".rstrip())
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "pending", "stale")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "pending", "stale")}
     print(f"{matrix.name}: {len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
           f"(records in {paths.results_dir})")
     return 0

@@ -76,7 +76,7 @@ def build_report(matrix: Matrix, paths: Paths) -> Dict[str, Any]:
         row = rows.setdefault(key, {"group": group, "expected": 0, "records": []})
         row["expected"] += 1
         st = cell_status(c, paths)
-        if st == "pending":
+        if st in ("pending", "failed"):
             missing.append(c.id)
             continue
         if st == "stale":

@@ -39,6 +39,7 @@ from .matrix import Cell, Matrix
 SCHEMA = 1
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
+FAILURE_FILE = "bench_failure.json"  # in output_dir: why the last attempt failed (never "done")
 STDOUT_LOG = "bench.stdout.log"
 STDERR_LOG = "bench.stderr.log"
 
@@ -78,10 +79,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def cell_status(cell: Cell, paths: Paths) -> str:
-    """``done`` (JSON with the same params), ``stale`` (JSON with other params) or ``pending``."""
+    """``done`` (JSON with the same params), ``stale`` (JSON with other params), ``failed``
+    (no JSON; the last attempt here failed) or ``pending``. Only ``done`` is skipped."""
     rec = read_record(paths.record(cell))
     if rec is None:
-        return "pending"
+        return "failed" if (paths.output_dir(cell) / FAILURE_FILE).is_file() else "pending"
     return "done" if _same(rec.get("params"), cell.params) else "stale"
 
 
@@ -206,7 +208,9 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
             proc = subprocess.Popen(cmd, cwd=cwd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=hasattr(os, "killpg"))
         except OSError as e:
-            return CellOutcome(cell.id, "failed", 0.0, f"cannot start {cmd[0]!r}: {e.strerror or e}")
+            why = f"cannot start {cmd[0]!r}: {e.strerror or e}"
+            write_json_atomic(out_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "command": cmd})
+            return CellOutcome(cell.id, "failed", 0.0, why)
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -219,6 +223,9 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
     finished = _now()
 
     def failed(why: str) -> CellOutcome:
+        write_json_atomic(out_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "returncode": rc,
+                                                   "wall_s": round(wall, 3), "started": started,
+                                                   "finished": finished, "command": cmd})
         tail = _tail(out_dir / STDERR_LOG, tail_lines) or _tail(out_dir / STDOUT_LOG, tail_lines)
         msg = why + (f"\n--- last lines of {out_dir / STDERR_LOG} ---\n{tail}" if tail else "")
         return CellOutcome(cell.id, "failed", wall, msg)
@@ -365,8 +372,10 @@ def list_cells(matrix: Matrix, paths: Paths) -> List[Dict[str, Any]]:
     rows = []
     for c in matrix.cells:
         st = cell_status(c, paths)
-        rec = read_record(paths.record(c)) if st != "pending" else None
+        rec = read_record(paths.record(c)) if st in ("done", "stale") else None
         prov = (rec or {}).get("provenance", {}) if st == "done" else {}
+        fail = read_record(paths.output_dir(c) / FAILURE_FILE) if st == "failed" else None
         rows.append({"cell_id": c.id, "status": st, "wall_s": prov.get("wall_s"),
-                     "finished": prov.get("finished"), "params": c.params})
+                     "finished": prov.get("finished"), "params": c.params,
+                     "reason": (fail or {}).get("reason")})
     return rows
