@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # when run as the 2-process worker script
 from imagetext.errors import ConfigError, UserError  # noqa: E402
 from imagetext.losses.clip import clip_loss  # noqa: E402
 from imagetext.train import (TrainConfig, Trainer, TrainingDiverged, TrainTask, gather_with_grad,  # noqa: E402
-                             load_train_config, train)
+                             load_train_config, parse_config_args, resolve_mixed_precision, train)
 
 
 class Pairs(Dataset):
@@ -208,6 +208,34 @@ def test_config_typo_and_bad_values(tmp_path):
         load_train_config(yaml_file, ["mixed_precision=fp8"])
     with pytest.raises(ConfigError, match="max_steps must be >= 1"):
         load_train_config(yaml_file, ["max_steps=0"])
+
+
+def test_script_command_line_and_example_config(tmp_path):
+    cfg = parse_config_args(TrainConfig, ["--config", str(REPO / "configs/train/example.yaml"),
+                                          f"output_dir={tmp_path}", "max_steps=4", "resume=latest"])
+    assert (cfg.max_steps, cfg.resume, cfg.output_dir, cfg.keep_checkpoints) == (4, "latest", str(tmp_path), 3)
+    with pytest.raises(ConfigError, match="output_dir"):  # required key
+        parse_config_args(TrainConfig, ["max_steps=4"])
+    assert resolve_mixed_precision("no") == "no"
+    if not torch.cuda.is_available():
+        assert resolve_mixed_precision("auto") == "no"
+
+
+class WithImages(Regress):
+    def images(self, step):
+        return {"samples": torch.rand(2, 3, 8, 8)}
+
+
+def test_tensorboard_scalars_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    Trainer(WithImages(), _cfg(tmp_path / "r", max_steps=4, log_every=2), _loader()).train()
+    (events,) = list((tmp_path / "r" / "logs").rglob("events.out.tfevents.*"))
+    ea = EventAccumulator(str(events.parent), size_guidance={"images": 0}).Reload()
+    assert {"train/mse_loss", "train/pred_norm", "lr/opt"} <= set(ea.Tags()["scalars"])
+    assert [e.step for e in ea.Scalars("train/mse_loss")] == [2, 4]
+    assert "samples" in ea.Tags()["images"]
 
 
 def test_train_function_and_single_process_gather_is_identity(tmp_path):

@@ -1,0 +1,31 @@
+"""Command line of every training script: ``--config FILE`` then ``key=value`` overrides.
+
+    python scripts/pretrain.py --config configs/pretrain/birds_tiny.yaml train.max_steps=4 train.resume=latest
+
+The overrides go through :mod:`imagetext.config` (no argparse defaults shadow the YAML), so
+a typo is a ConfigError naming the key.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional, Type, TypeVar
+
+from ..config import load_config
+
+T = TypeVar("T")
+
+
+def config_parser(description: Optional[str] = None, prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", type=Path, default=None, help="YAML config file (the script's defaults without it)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides, e.g. max_steps=100 resume=latest (dotted keys reach sections)")
+    return p
+
+
+def parse_config_args(cls: Type[T], argv: Optional[List[str]] = None, description: Optional[str] = None,
+                      prog: Optional[str] = None) -> T:
+    """``cls`` from ``--config FILE key=value ...`` (``argv`` defaults to ``sys.argv[1:]``)."""
+    args = config_parser(description, prog).parse_args(argv)
+    return load_config(cls, args.config, args.overrides)
