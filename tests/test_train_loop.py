@@ -272,11 +272,20 @@ def _worker(out: Path) -> None:
     loss.backward()
     res = {"rank": r, "world": acc.num_processes, "loss": loss.item(), "step": result["step"],
            "grads": {k: p.grad.tolist() for k, p in net.module.named_parameters()}}
+    # exact resumption under 2 processes: each process's RNG (dropout) and data shard position
+    done = {}
+    for name, steps, resume in [("full", 4, None), ("half", 2, None), ("half", 4, "latest")]:
+        torch.manual_seed(0)
+        task = Regress()
+        Trainer(task, _cfg(out / name, max_steps=steps, checkpoint_every=2, resume=resume), _loader(batch_size=2, n=10)).train()
+        done[name] = _weights(task)
+    res["resume_equal"] = all(torch.equal(done["full"][k], done["half"][k]) for k in done["full"])
     (out / f"rank{r}.json").write_text(json.dumps(res))
     acc.wait_for_everyone()
 
 
 def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):
+    """gather_with_grad: 2 x B == 1 x 2B (loss and DDP-averaged gradients); the loop checkpoints and resumes exactly."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -286,6 +295,7 @@ def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [x["resume_equal"] for x in res] == [True, True]
     assert [x["world"] for x in res] == [2, 2] and res[0]["loss"] == pytest.approx(res[1]["loss"], abs=1e-6)
 
     pair, xs, ys = _pair_and_data()  # one process, the global batch 2B
