@@ -18,14 +18,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from torch import nn
 
 from ..config import save_config, to_dict
 from ..errors import UserError
