@@ -136,6 +136,43 @@ def test_resumed_run_is_bit_identical(tmp_path, accum):
     assert list((tmp_path / "full" / "logs").rglob("events.out.tfevents.*"))  # TensorBoard scalars
 
 
+class Alternating(TrainTask):
+    """GAN-shaped: two models, two optimisers, updated one after the other by the task itself."""
+
+    manual_optimization = True
+
+    def __init__(self, dim: int = 6):
+        self.models = {"g": nn.Sequential(nn.Linear(dim, dim), nn.Dropout(0.2)), "d": nn.Linear(dim, 1)}
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-2) for k, m in self.models.items()}
+
+    def training_step(self, batch, step):
+        g, d, acc = self.models["g"], self.models["d"], self.accelerator
+        d_loss = torch.nn.functional.softplus(d(g(batch["x"]).detach())).mean() + torch.nn.functional.softplus(-d(batch["y"])).mean()
+        acc.backward(d_loss)
+        self.optimizers["d"].step()
+        self.optimizers["d"].zero_grad()
+        g_loss = torch.nn.functional.softplus(-d(g(batch["x"]))).mean()
+        acc.backward(g_loss)
+        self.optimizers["g"].step()
+        self.optimizers["g"].zero_grad()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+
+def test_manual_optimization_task_resumes_exactly(tmp_path):
+    def run(out, **kw):
+        torch.manual_seed(0)
+        task = Alternating()
+        Trainer(task, _cfg(out, checkpoint_every=3, **kw), _loader()).train()
+        return {k: v.detach().clone() for name in ("g", "d") for k, v in task.models[name].state_dict().items()}
+
+    full = run(tmp_path / "full", max_steps=6)
+    run(tmp_path / "half", max_steps=3)
+    half = run(tmp_path / "half", max_steps=6, resume="latest")
+    assert all(torch.equal(full[k], half[k]) for k in full)
+    with pytest.raises(UserError, match="gradient_accumulation_steps"):
+        run(tmp_path / "acc", max_steps=2, gradient_accumulation_steps=2)
+
+
 def test_keep_last_k_checkpoints(tmp_path):
     _run(tmp_path / "r", max_steps=5, checkpoint_every=1, keep_checkpoints=2)
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-5"]

@@ -283,6 +283,11 @@ class Trainer:
             m.train()
         while self.position.step < cfg.max_steps:
             step = self.position.step
+            if task.manual_optimization:
+                # Gradients are not checkpointed: a stale one (e.g. D's from G's backward) would make
+                # a resumed run differ, so every step starts from none.
+                for opt in task.optimizers.values():
+                    opt.zero_grad(set_to_none=True)
             # 1. forward + backward over the accumulation micro-batches
             for micro in range(cfg.gradient_accumulation_steps):
                 batch = next(batches)

@@ -22,7 +22,10 @@ class TrainTask:
         schedulers: name -> LR scheduler; stepped once per optimiser step by the loop.
         manual_optimization: False: the loop sums the outputs whose keys end in ``_loss``, calls
             backward, clips, steps every optimiser and scheduler. True (GANs: alternating D/G updates):
-            ``training_step`` does its own ``self.accelerator.backward`` / ``opt.step()`` / ``zero_grad``.
+            ``training_step`` does its own ``self.accelerator.backward`` / ``opt.step()`` / ``zero_grad``
+            (and scheduler steps). The loop zeroes every optimiser's gradients before each step and
+            still checks the returned losses, but only after the task has stepped: a non-finite loss
+            stops the run with that step's update already applied (the named checkpoint is clean).
         accelerator: set by the Trainer before the first step.
     """
 
