@@ -317,6 +317,14 @@ def _worker(out: Path) -> None:
         Trainer(task, _cfg(out / name, max_steps=steps, checkpoint_every=2, resume=resume), _loader(batch_size=2, n=10)).train()
         done[name] = _weights(task)
     res["resume_equal"] = all(torch.equal(done["full"][k], done["half"][k]) for k in done["full"])
+    # a non-finite loss on process 1 only stops both processes (no hang in the next collective)
+    torch.manual_seed(0)
+    try:
+        Trainer(Regress(nan_at=3 if r == 1 else -1), _cfg(out / "nan", max_steps=6, checkpoint_every=2),
+                _loader(batch_size=2, n=10)).train()
+        res["diverged"] = None
+    except TrainingDiverged as e:
+        res["diverged"] = str(e)
     (out / f"rank{r}.json").write_text(json.dumps(res))
     acc.wait_for_everyone()
 
@@ -333,6 +341,10 @@ def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert [x["resume_equal"] for x in res] == [True, True]
+    last_good = str(tmp_path / "nan" / "checkpoints" / "checkpoint-2")
+    assert all("step 4" in x["diverged"] and last_good in x["diverged"] for x in res), [x["diverged"] for x in res]
+    assert "mse_loss=nan" in res[1]["diverged"] and "batch sample ids on process 1: [" in res[1]["diverged"]
+    assert "non-finite value on another process" in res[0]["diverged"]
     assert [x["world"] for x in res] == [2, 2] and res[0]["loss"] == pytest.approx(res[1]["loss"], abs=1e-6)
 
     pair, xs, ys = _pair_and_data()  # one process, the global batch 2B
