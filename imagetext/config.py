@@ -162,9 +162,23 @@ def apply_overrides(data: Dict[str, Any], overrides: Iterable[str]) -> Dict[str,
     return data
 
 
-def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
-    """Read a YAML mapping; a missing file or a syntax error names the file (and line)."""
+def _deep_merge(base: Dict[str, Any], child: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: Union[str, Path], _seen: tuple = ()) -> Dict[str, Any]:
+    """Read a YAML mapping; a missing file or a syntax error names the file (and line).
+
+    ``_base_: other.yaml`` (a path relative to this file, or a list of them) is loaded first
+    and this file's keys are merged over it, section by section: a variant config names
+    only what differs from its preset (open_clip's one-file-per-model, without copies).
+    """
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: _base_ includes itself ({' -> '.join(str(p) for p in _seen)})")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -177,7 +191,15 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data
+    bases = data.pop("_base_", None)
+    if bases is None:
+        return data
+    merged: Dict[str, Any] = {}
+    for b in [bases] if isinstance(bases, str) else list(bases):
+        if not isinstance(b, str):
+            raise ConfigError(f"{path}: _base_ must be a file name or a list of them, got {b!r}")
+        merged = _deep_merge(merged, load_yaml(path.parent / b, _seen + (path.resolve(),)))
+    return _deep_merge(merged, data)
 
 
 def load_config(cls: Type[T], path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> T:

@@ -81,3 +81,18 @@ def test_save_roundtrip(tmp_path):
 def test_shipped_data_presets_load(path):
     cfg = load_config(DataConfig, path)
     assert cfg.source in {"birds", "scenes", "cub", "coco", "karpathy", "folder"}
+
+
+def test_base_files_merge_section_by_section(tmp_path):
+    from imagetext.config import load_yaml
+
+    (tmp_path / "a.yaml").write_text("x: 1\nsec: {p: 1, q: 2}\n")
+    (tmp_path / "b.yaml").write_text("sec: {q: 3}\ny: 2\n")
+    (tmp_path / "c.yaml").write_text("_base_: [a.yaml, b.yaml]\nsec: {r: 4}\n")
+    assert load_yaml(tmp_path / "c.yaml") == {"x": 1, "y": 2, "sec": {"p": 1, "q": 3, "r": 4}}
+    (tmp_path / "loop.yaml").write_text("_base_: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("_base_: nope.yaml\n")
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_yaml(tmp_path / "missing.yaml")
