@@ -157,3 +157,22 @@ def test_pretrain_under_accelerate_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["processes"] == 2 and res["steps"] == 2
+
+
+def test_clip_style_export_serves_clipscore_and_the_clip_extractor(tmp_path, capsys):
+    """`--weights EXPORT_DIR`: the project's own pretrained pair replaces a random-init CLIP."""
+    from imagetext.cli import main as t2i
+
+    main(["--config", TINY, f"output_dir={tmp_path / 'run'}", "max_steps=1", "checkpoint_every=0", *TINY_CLIP])
+    capsys.readouterr()
+    rc = t2i(["eval", "clipscore", "--images", "dataset:birds:test:6", "--size", "32", "--weights", str(tmp_path / "run"),
+              "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    res = json.loads(captured.out)
+    assert res["extractor"].startswith("clip-export:") and res["weights_sha256"] and "random" not in captured.err
+    rc = t2i(["eval", "fid", "--real", "dataset:birds:test:6", "--fake", "dataset:birds:train:6", "--size", "32",
+              "--extractor", "clip", "--weights", str(tmp_path / "run" / "final"), "--json", "--no-progress"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["feature_dim"] == 16
+    assert t2i(["eval", "clipscore", "--images", "dataset:birds:test:6", "--weights", str(tmp_path)]) == 2
+    assert "not a pretraining export" in capsys.readouterr().err

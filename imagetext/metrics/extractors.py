@@ -169,6 +169,10 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
                **_: Any) -> FeatureExtractor:
     """An open_clip model: image embeddings as features; ``encode_text`` in ``extra`` for CLIPScore.
 
+    ``pretrained`` may also be a folder exported by phase-1 pretraining (``final/`` with
+    ``text_encoder/`` and ``image_encoder/``, or the run folder holding it): the project's
+    own contrastively trained pair then plays CLIP's part.
+
     ``pretrained`` is an open_clip tag or a local checkpoint file, resolved offline (cache,
     then a download only with ``T2I_ALLOW_DOWNLOAD=1``). Without weights the model is
     randomly initialised and the provenance says ``random-init`` (numbers from it only
@@ -177,6 +181,8 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
     from ..encoders.weights import TINY_OPEN_CLIP_CFG, build_open_clip, open_clip_tokenizer
 
     weights = path or pretrained
+    if weights and Path(weights).is_dir():
+        return _clip_from_export(Path(weights))
     model, cfg = build_open_clip(model_name, model_cfg=TINY_OPEN_CLIP_CFG if model_name == "tiny" else None,
                                  pretrained=weights, allow_download=download_allowed())
     model.eval()
@@ -201,3 +207,32 @@ def build_clip(model_name: str = "ViT-B-32", pretrained: Optional[str] = None, p
     prov = Provenance(f"clip-{model_name}", str(weights or "random-init"), sha, "bicubic-antialias", size,
                       int(cfg["embed_dim"]))
     return FeatureExtractor(model, fn, prov, extra={"encode_text": encode_text, "has_logits": False})
+
+
+def _clip_from_export(folder: Path) -> FeatureExtractor:
+    """The CLIP extractor from a phase-1 export (``save_pretrained`` text and image encoders)."""
+    from ..encoders import ImageEncoder, TextEncoder, load_encoder
+
+    root = folder / "final" if (folder / "final" / "image_encoder").is_dir() else folder
+    if not ((root / "text_encoder").is_dir() and (root / "image_encoder").is_dir()):
+        raise UserError(f"--weights {folder}: a folder, but not a pretraining export (expected text_encoder/ and "
+                        "image_encoder/ in it or in its final/)")
+    text, image = load_encoder(root / "text_encoder").eval(), load_encoder(root / "image_encoder").eval()
+    if not (isinstance(text, TextEncoder) and isinstance(image, ImageEncoder)):
+        raise UserError(f"--weights {folder}: text_encoder/ and image_encoder/ hold the wrong kinds of encoder")
+    pair = nn.ModuleDict({"text": text, "image": image})
+
+    def fn(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+        # the encoders take [-1, 1] images and resize/normalise them themselves, once
+        return {"features": F.normalize(net["image"](x * 2.0 - 1.0).global_.float(), dim=-1), "logits": None}
+
+    @torch.no_grad()
+    def encode_text(captions: list) -> torch.Tensor:
+        return F.normalize(text.encode_text(list(captions)).sentence.float(), dim=-1).cpu()
+
+    size = getattr(image, "image_size", None) or getattr(image, "resize_to", None) or 0
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    sha = sha256_of(root / "image_encoder" / "model.safetensors")
+    prov = Provenance(f"clip-export:{image.registered_name or type(image).__name__}", str(root), sha,
+                      "encoder's own", int(size), int(image.dim))
+    return FeatureExtractor(pair, fn, prov, extra={"encode_text": encode_text, "has_logits": False})

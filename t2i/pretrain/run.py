@@ -43,6 +43,26 @@ def check_labels(cfg: PretrainConfig, split: Any) -> None:
               "(only their other caption is a positive)", file=sys.stderr)
 
 
+def task_limit(cfg: PretrainConfig, tokenizer: Any) -> Optional[int]:
+    """Words the text encoder reads per caption (word-vocabulary encoders), or None."""
+    if tokenizer is None:
+        return None
+    return int(cfg.model.text_kwargs.get("max_len", 18))
+
+
+def report_truncation(limit: Optional[int], split: Any) -> None:
+    """Say how many training captions the text encoder will cut (AttnGAN's 18 words cut CUB's longest)."""
+    if limit is None:
+        return
+    from imagetext.tokenizer import split_words
+
+    caps = [c for s in split.samples for c in s.captions]
+    long = sum(1 for c in caps if len(split_words(c)) > limit)
+    if long:
+        print(f"pretrain: note: {long} of {len(caps)} training captions are longer than the text encoder's "
+              f"{limit} words and are truncated (model.text_kwargs.max_len raises the limit)", file=sys.stderr)
+
+
 def build_loader(cfg: PretrainConfig, dataset: Any, split: Any) -> Any:
     from torch.utils.data import DataLoader
 
@@ -79,6 +99,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if needs_word_vocab(text_name):
         tokenizer = WordTokenizer.build([c for s in train_split.samples for c in s.captions],
                                         min_count=cfg.model.vocab_min_count)
+    report_truncation(task_limit(cfg, tokenizer), train_split)
     dataset = ImageTextDataset(train_split, image_size=cfg.data.image_size, seed=cfg.seed, train=True,
                                two_captions=cfg.loss.branches == 2)
     loader = build_loader(cfg, dataset, train_split)
