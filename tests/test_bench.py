@@ -59,7 +59,7 @@ def test_expansion_ids_and_order(tmp_path):
     c = m.get("pre-b-seed1")
     assert c.params == {"steps": 4, "variant": "b", "seed": 1}
     cmd = c.command(paths.output_dir(c), "py")
-    assert cmd[0] == "py" and cmd[-3:] == ["b", "1", str(tmp_path / "runs" / "toy" / "pre-b-seed1")]
+    assert cmd[0] == "py" and cmd[-3:] == ["b", "1", str(tmp_path / "runs" / "toy" / "pre-b-seed1" / "run")]
     assert cmd[2] == TOY  # braces of non-placeholders ({'a': 0.5}) are left alone
     assert [c.id for c in load_matrix(write_matrix(tmp_path), ["name=other"])] == ids
 
@@ -75,7 +75,7 @@ def test_run_records_provenance_then_skips_then_force(tmp_path, capsys):
     for key in ("command", "git_commit", "git_dirty", "seed", "wall_s", "python", "torch", "cpu_count",
                 "platform", "gpu", "started", "finished"):
         assert key in prov, key
-    assert prov["seed"] == 1 and prov["wall_s"] > 0 and prov["command"][-1].endswith("pre-a-seed1")
+    assert prov["seed"] == 1 and prov["wall_s"] > 0 and prov["command"][-1].endswith("pre-a-seed1/run")
     assert not list((tmp_path / "cells" / "toy").glob("*.tmp"))
 
     s = run_matrix(m, paths)  # resumes: only the two left run

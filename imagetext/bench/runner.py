@@ -9,9 +9,11 @@ the provenance (command, commit and dirty flag, seed, wall time, versions, machi
 That file is the only mark of "done": a cell whose JSON exists with the same params is
 skipped, so a matrix fills over several runs, here or on a lent GPU machine (commit the
 JSONs). A failing or timed-out cell writes nothing there; its stdout/stderr stay in its
-output_dir (``bench.stdout.log`` / ``bench.stderr.log``), the tail of stderr is printed
-and the next cell runs. The output_dir is the runner's scratch folder: it is emptied
-before a cell (re)runs, so a stale results.json can never be taken for a new one.
+cell folder (``bench.stdout.log`` / ``bench.stderr.log`` beside ``run/``, the command's
+output_dir, which starts empty so a training script's "output_dir holds another run"
+check is satisfied), the tail of stderr is printed and the next cell runs. The cell folder
+is the runner's scratch space: it is emptied before a cell (re)runs, so a stale
+results.json can never be taken for a new one.
 """
 from __future__ import annotations
 
@@ -57,8 +59,12 @@ class Paths:
         return cls(Path(runs_root or matrix.config.runs_root) / matrix.name,
                    Path(results_dir or matrix.config.results_dir) / matrix.name)
 
-    def output_dir(self, cell: Cell) -> Path:
+    def cell_dir(self, cell: Cell) -> Path:
+        """The cell's scratch folder: logs, the failure note, and the command's output_dir."""
         return self.runs_root / cell.id
+
+    def output_dir(self, cell: Cell) -> Path:
+        return self.cell_dir(cell) / "run"
 
     def record(self, cell: Cell) -> Path:
         return self.results_dir / f"{cell.id}.json"
@@ -83,7 +89,7 @@ def cell_status(cell: Cell, paths: Paths) -> str:
     (no JSON; the last attempt here failed) or ``pending``. Only ``done`` is skipped."""
     rec = read_record(paths.record(cell))
     if rec is None:
-        return "failed" if (paths.output_dir(cell) / FAILURE_FILE).is_file() else "pending"
+        return "failed" if (paths.cell_dir(cell) / FAILURE_FILE).is_file() else "pending"
     return "done" if _same(rec.get("params"), cell.params) else "stale"
 
 
@@ -194,22 +200,22 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
              machine: Dict[str, Any], matrix_file: Optional[str], cwd: Path,
              python: str = sys.executable, tail_lines: int = 20) -> CellOutcome:
     """Run one cell's command and, on success, write its record. Never raises for a failing command."""
-    out_dir = paths.output_dir(cell)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    cell_dir, out_dir = paths.cell_dir(cell), paths.output_dir(cell)
+    if cell_dir.exists():
+        shutil.rmtree(cell_dir)
     out_dir.mkdir(parents=True)
     cmd = cell.command(out_dir, python)
     env = {**os.environ, "BENCH_CELL_ID": cell.id, "BENCH_OUTPUT_DIR": str(out_dir)}
     started = _now()
     t0 = time.perf_counter()
     timed_out = False
-    with open(out_dir / STDOUT_LOG, "wb") as so, open(out_dir / STDERR_LOG, "wb") as se:
+    with open(cell_dir / STDOUT_LOG, "wb") as so, open(cell_dir / STDERR_LOG, "wb") as se:
         try:
             proc = subprocess.Popen(cmd, cwd=cwd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=hasattr(os, "killpg"))
         except OSError as e:
             why = f"cannot start {cmd[0]!r}: {e.strerror or e}"
-            write_json_atomic(out_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "command": cmd})
+            write_json_atomic(cell_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "command": cmd})
             return CellOutcome(cell.id, "failed", 0.0, why)
         try:
             rc = proc.wait(timeout=timeout_s)
@@ -223,11 +229,11 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
     finished = _now()
 
     def failed(why: str) -> CellOutcome:
-        write_json_atomic(out_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "returncode": rc,
+        write_json_atomic(cell_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "returncode": rc,
                                                    "wall_s": round(wall, 3), "started": started,
                                                    "finished": finished, "command": cmd})
-        tail = _tail(out_dir / STDERR_LOG, tail_lines) or _tail(out_dir / STDOUT_LOG, tail_lines)
-        msg = why + (f"\n--- last lines of {out_dir / STDERR_LOG} ---\n{tail}" if tail else "")
+        tail = _tail(cell_dir / STDERR_LOG, tail_lines) or _tail(cell_dir / STDOUT_LOG, tail_lines)
+        msg = why + (f"\n--- last lines of {cell_dir / STDERR_LOG} ---\n{tail}" if tail else "")
         return CellOutcome(cell.id, "failed", wall, msg)
 
     if timed_out:
@@ -374,7 +380,7 @@ def list_cells(matrix: Matrix, paths: Paths) -> List[Dict[str, Any]]:
         st = cell_status(c, paths)
         rec = read_record(paths.record(c)) if st in ("done", "stale") else None
         prov = (rec or {}).get("provenance", {}) if st == "done" else {}
-        fail = read_record(paths.output_dir(c) / FAILURE_FILE) if st == "failed" else None
+        fail = read_record(paths.cell_dir(c) / FAILURE_FILE) if st == "failed" else None
         rows.append({"cell_id": c.id, "status": st, "wall_s": prov.get("wall_s"),
                      "finished": prov.get("finished"), "params": c.params,
                      "reason": (fail or {}).get("reason")})
