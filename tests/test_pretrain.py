@@ -176,3 +176,17 @@ def test_clip_style_export_serves_clipscore_and_the_clip_extractor(tmp_path, cap
     assert rc == 0 and json.loads(capsys.readouterr().out)["feature_dim"] == 16
     assert t2i(["eval", "clipscore", "--images", "dataset:birds:test:6", "--weights", str(tmp_path)]) == 2
     assert "not a pretraining export" in capsys.readouterr().err
+
+
+def test_knn_scores_and_their_chance_levels():
+    import numpy as np
+
+    from t2i.pretrain.evaluate import knn_chance, knn_label_score
+
+    emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1.0]])
+    single = [(0,), (0,), (1,), (1,)]
+    assert knn_label_score(emb, single, False, k=1) == 1.0 and knn_chance(single, False) == 0.5
+    assert knn_label_score(emb[[0, 2, 1, 3]], single, False, k=1) == 0.0  # neighbours of the other class
+    multi = [(0, 1), (1,), (2,), (2, 3)]
+    assert knn_label_score(emb, multi, True, k=1) == 1.0
+    assert knn_chance(multi, True) == pytest.approx(np.mean([1 / 3, 1 / 3, 1 / 3, 1 / 3]))
