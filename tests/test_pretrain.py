@@ -190,3 +190,36 @@ def test_knn_scores_and_their_chance_levels():
     multi = [(0, 1), (1,), (2,), (2, 3)]
     assert knn_label_score(emb, multi, True, k=1) == 1.0
     assert knn_chance(multi, True) == pytest.approx(np.mean([1 / 3, 1 / 3, 1 / 3, 1 / 3]))
+
+
+def test_resume_from_a_checkpoint_of_another_config_is_refused(tmp_path):
+    main(["--config", TINY, f"output_dir={tmp_path / 'a'}", "max_steps=2", "checkpoint_every=2"])
+    with pytest.raises(UserError, match="holds another checkpoint"):
+        main(["--config", TINY, f"output_dir={tmp_path / 'b'}", "max_steps=2", "loss.supcon.temperature=0.5",
+              f"resume={tmp_path / 'a' / 'checkpoints' / 'checkpoint-2'}"])
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_unlabelled_samples_and_long_captions_are_said_not_dropped(tmp_path, capsys):
+    """A folder data set where one image has no label and one caption is longer than 18 words."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        Image.new("RGB", (32, 32), (20 * i, 100, 200 - 10 * i)).save(root / "img" / f"{i}.png")
+        row = {"image": f"img/{i}.png", "captions": [f"a {'red' if i % 2 else 'blue'} bird number {i}",
+                                                     f"another view of bird {i}"]}
+        if i != 0:
+            row["label"] = "red" if i % 2 else "blue"
+        rows.append(row)
+    rows[1]["captions"][0] = " ".join(["long"] * 25)
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    res = main(["--config", TINY, f"output_dir={tmp_path / 'run'}", "max_steps=1", "checkpoint_every=0",
+                "data.source=folder", f"data.root={root}", "batch_size=4", "eval.knn_k=2"])
+    err = capsys.readouterr().err
+    assert "1 training image(s) have no label" in err
+    assert "1 of 24 training captions are longer than the text encoder's 18 words" in err
+    assert res["steps"] == 1
