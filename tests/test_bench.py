@@ -1,7 +1,6 @@
 """The benchmark-matrix runner: expansion, resumable runs, failures, reports, markers, typos."""
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest

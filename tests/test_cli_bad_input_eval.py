@@ -260,7 +260,7 @@ def test_used_plus_skipped_equals_given(W, tmp_path, metric):
 
 
 def test_dataset_limit_is_counted(W):
-    res, err = _json(["eval", "is", "--images", f"dataset:folder:test:4", "--data-root", str(W / "world"),
+    res, err = _json(["eval", "is", "--images", "dataset:folder:test:4", "--data-root", str(W / "world"),
                       "--splits", "2", *SYNTH])
     summ = res["inputs"]["images"]
     assert (summ["used"], summ["beyond_limit"], summ["given"]) == (4, 2, 6)

@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-from PIL import Image
 
 from imagetext.cli import main
 

@@ -13,7 +13,7 @@ from PIL import Image
 from imagetext.cli import main
 from imagetext.errors import MetricInputError
 from imagetext.metrics import FeatureStats, frechet_distance
-from imagetext.metrics.engine import ImageFiles, extract
+from imagetext.metrics.engine import extract
 from imagetext.metrics.inputs import resolve_input
 from imagetext.metrics.evaluator import SynthEvaluator
 from imagetext.metrics.evaluator_train import head_specs

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from imagetext.config import load_config
-from imagetext.errors import ConfigError, DataError, UserError
+from imagetext.errors import ConfigError, UserError
 from t2i.pretrain.config import PretrainConfig
 from t2i.pretrain.run import cli, main
 

@@ -18,7 +18,7 @@ word-region attention over the global batch would cost B² attention maps).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from torch import nn
