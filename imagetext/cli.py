@@ -15,6 +15,7 @@ from typing import List, Optional
 GROUPS = [
     ("data", "imagetext.data.cli", "make, inspect and validate data sets"),
     ("eval", "imagetext.metrics.cli", "FID, KID, IS, R-precision, CLIPScore, retrieval, faithfulness"),
+    ("index", "matching.cli", "build and search a FAISS gallery with a trained matcher"),
 ]
 
 

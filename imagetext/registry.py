@@ -63,6 +63,8 @@ IMAGE_ENCODERS = Registry("image encoder")
 FEATURE_EXTRACTORS = Registry("feature extractor")
 GANS = Registry("GAN variant")
 MATCHERS = Registry("matcher")
+# Saved-model formats (the "format" field of a model folder's config) -> loader(directory).
+MODEL_LOADERS = Registry("saved model format")
 
 
 def list_datasets() -> List[str]:
@@ -112,3 +114,46 @@ def _import_builtin_modules() -> None:
         except ModuleNotFoundError as e:  # a module not yet written must not hide the others
             if e.name != mod:
                 raise
+    # Packages built on the core (matching, t2i, third-party ones) register themselves through
+    # the "imagetext.plugins" entry point, so the core never names them in an import.
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="imagetext.plugins"):
+        try:
+            ep.load()
+        except ModuleNotFoundError as e:
+            if e.name is None or not ep.value.startswith(e.name):
+                raise
+
+
+# Config files a saved model folder may carry, each with a "format" field naming its loader.
+_MODEL_CONFIGS = ("matcher.json", "config.json")
+
+
+def load_saved_model(directory: Any) -> Any:
+    """Load a saved model folder (or a run folder holding ``final/``) through :data:`MODEL_LOADERS`.
+
+    Raises:
+        UserError: not a folder, no config with a known ``format`` (the message lists the known ones).
+    """
+    import json
+    from pathlib import Path
+
+    from .errors import UserError
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (give the folder a model's save_pretrained wrote)")
+    for folder in (root, root / "final"):
+        for name in _MODEL_CONFIGS:
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                fmt = json.loads(path.read_text(encoding="utf-8")).get("format")
+            except (ValueError, AttributeError):
+                continue
+            if fmt in MODEL_LOADERS:
+                return MODEL_LOADERS.get(fmt)(folder)
+    raise UserError(f"{root}: no saved model of a known format here or in {root / 'final'} "
+                    f"(known: {', '.join(MODEL_LOADERS.names()) or 'none installed'})")

@@ -6,17 +6,28 @@
 - :mod:`.index`: a FAISS search index (exact / HNSW / IVF) with a checksummed manifest.
 - :mod:`.train`: the anchor/offline/online/momentum regimes on the shared loop (``scripts/train_matching.py``).
 
-Builds on :mod:`imagetext`; never imports :mod:`t2i`.
+Builds on :mod:`imagetext`; never imports :mod:`t2i`. Names load lazily, so ``t2i index --help``
+(which imports :mod:`matching.cli`) never pays for torch or faiss.
 """
-from .losses import (DBLLoss, InfoNCELoss, MatchingLossError, VSELoss, absolute_boost_loss, collapse_value,
-                     dbl_absolute_loss, dbl_relative_loss, hardest_after, infonce_loss, relative_boost_loss,
-                     soft_margin, vse0_loss, vse_loss, vse_pp_loss)
-from .index import SearchIndex, SearchIndexError
-from .models import EmbeddingMatcher
-from .pooling import GPO, PoolingInputError, positional_encoding
+from __future__ import annotations
 
-__all__ = [
-    "DBLLoss", "EmbeddingMatcher", "GPO", "SearchIndex", "SearchIndexError", "InfoNCELoss", "MatchingLossError", "PoolingInputError", "VSELoss", "absolute_boost_loss",
-    "collapse_value", "dbl_absolute_loss", "dbl_relative_loss", "hardest_after", "infonce_loss",
-    "positional_encoding", "relative_boost_loss", "soft_margin", "vse0_loss", "vse_loss", "vse_pp_loss",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "SearchIndex": "index", "SearchIndexError": "index",
+    "EmbeddingMatcher": "models",
+    "GPO": "pooling", "PoolingInputError": "pooling", "positional_encoding": "pooling",
+    **{n: "losses" for n in ("DBLLoss", "InfoNCELoss", "MatchingLossError", "VSELoss", "absolute_boost_loss",
+                             "collapse_value", "dbl_absolute_loss", "dbl_relative_loss", "hardest_after",
+                             "infonce_loss", "relative_boost_loss", "soft_margin", "vse0_loss", "vse_loss",
+                             "vse_pp_loss")},
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

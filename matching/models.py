@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from imagetext.errors import ConfigError, UserError
-from imagetext.registry import MATCHERS
+from imagetext.registry import MATCHERS, MODEL_LOADERS
 
 from .pooling import GPO
 
@@ -129,6 +129,9 @@ class EmbeddingMatcher(nn.Module):
         if missing or unexpected:
             raise ConfigError(f"{directory / HEADS_NAME}: does not match (missing {missing[:5]}, unexpected {unexpected[:5]})")
         return model.eval()
+
+
+MODEL_LOADERS.register(FORMAT)(lambda directory: EmbeddingMatcher.from_pretrained(directory))
 
 
 def _build(name: str, text: str, image: str, tokenizer: Any, embed_dim: int, text_kwargs: Optional[Dict[str, Any]],

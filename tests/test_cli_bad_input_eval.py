@@ -169,7 +169,10 @@ CASES = [
     ("retr-absent", "retrieval --embeddings {W}/absent.npz", 2, ["no such file"]),
     ("retr-npz-as-sims", "retrieval --sims {W}/emb.npz --caption-to-image {W}/array.npy", 2, ["not an .npy", "looks like npz"]),
     ("retr-sims-alone", "retrieval --sims {W}/array.npy", 2, ["--caption-to-image"]),
-    ("retr-both", "retrieval --embeddings {W}/emb.npz --sims {W}/array.npy", 2, ["not both"]),
+    ("retr-both", "retrieval --embeddings {W}/emb.npz --sims {W}/array.npy", 2, ["give one of", "--embeddings and --sims"]),
+    ("retr-model-no-data", "retrieval --model {W}/text_enc", 2, ["--model needs --data"]),
+    ("retr-model-not-matcher", "retrieval --model {W}/text_enc --data {W}/prompts", 2, ["no saved model of a known format"]),
+    ("retr-model-missing", "retrieval --model {W}/nope --data {W}/prompts", 2, ["nope", "not a folder"]),
     ("retr-coco-too-small", "retrieval --embeddings {W}/emb.npz --protocol coco", 2, ["whole number of 1000-image folds"]),
     # --- the command line itself
     ("unknown-metric", "fidd --real a --fake b", 2, ["invalid choice", "fidd"]),

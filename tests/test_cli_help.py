@@ -34,6 +34,9 @@ COMMANDS: List[Tuple[str, ...]] = [
     ("eval", "faithfulness"),
     ("eval", "stats"),
     ("eval", "all"),
+    ("index",),
+    ("index", "build"),
+    ("index", "search"),
 ]
 
 # Modules whose import costs seconds; none may be loaded to print help.

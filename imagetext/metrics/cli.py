@@ -145,6 +145,9 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     _output(p)
 
     p = cmd("retrieval", "image-text retrieval recall (R@1/5/10, medr, meanr, rSum)", _retrieval)
+    p.add_argument("--model", metavar="DIR", help="a trained matcher folder (or its run folder): embeds --data itself")
+    p.add_argument("--data", metavar="INPUT", help="with --model: images and all their captions, "
+                   "dataset:NAME:SPLIT[:N] or a folder with metadata.jsonl")
     p.add_argument("--embeddings", type=Path, metavar="FILE.npz", help=".npz with image_emb, text_emb, caption_to_image")
     p.add_argument("--sims", type=Path, metavar="FILE.npy", help=".npy similarity matrix, images x captions")
     p.add_argument("--caption-to-image", type=Path, metavar="FILE.npy", help=".npy image index of each caption (with --sims)")
@@ -153,6 +156,10 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--tie", default="pessimistic", choices=["pessimistic", "optimistic"],
                    help="a negative scoring exactly like the positive ranks above it (pessimistic) or below")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings first (cosine similarity)")
+    p.add_argument("--image-size", type=int_range(16, 1024), default=None, metavar="PX",
+                   help="with --model: side the images are resized to before the matcher (default: --size)")
+    _compute(p)
+    _data(p)
     _output(p)
 
     p = cmd("faithfulness", "does each image show what its prompt names? (synthetic worlds)", _faithfulness)
@@ -487,8 +494,18 @@ def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
     from ..safeio import load_npy, load_npz
     from .retrieval import EmbeddingSimilarity, coco_retrieval, retrieval_recall
 
-    if args.embeddings is not None:
-        if args.sims is not None or args.caption_to_image is not None:
+    given = [n for n, v in (("--model", args.model), ("--embeddings", args.embeddings), ("--sims", args.sims)) if v]
+    if len(given) > 1:
+        raise UserError(f"give one of --model (with --data), --embeddings, or --sims with --caption-to-image; got {' and '.join(given)}")
+    out: Dict[str, Any] = {}
+    if args.model is not None:
+        if not args.data:
+            raise UserError("--model needs --data (dataset:NAME:SPLIT[:N] or a folder with metadata.jsonl)")
+        images = _resolve(args.data, args, "--data", need_prompts=True)
+        sims, c2i = _embed_with_model(args, images)
+        _inputs(out, args, data=images)
+    elif args.embeddings is not None:
+        if args.caption_to_image is not None:
             raise UserError("give either --embeddings, or --sims with --caption-to-image, not both")
         z = load_npz(args.embeddings, "--embeddings", required=("image_emb", "text_emb", "caption_to_image"))
         sims: Any = EmbeddingSimilarity(z["image_emb"], z["text_emb"], normalize=args.normalize)
@@ -504,7 +521,29 @@ def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
         res: Dict[str, Any] = coco_retrieval(sims, c2i, tie=args.tie)
     else:
         res = retrieval_recall(sims, c2i, tie=args.tie)
-    return {"metric": "retrieval", "protocol": args.protocol, "tie": args.tie, **res, "version": __version__}
+    return {"metric": "retrieval", "protocol": args.protocol, "tie": args.tie, **res,
+            **({"model": args.model, "data": args.data} if args.model else {}), **out, "version": __version__}
+
+
+def _embed_with_model(args: argparse.Namespace, images: Any) -> tuple:
+    """Image and caption embeddings of ``images`` by the saved matcher ``args.model`` (every caption of each image)."""
+    import numpy as np
+    import torch
+
+    from ..registry import load_saved_model
+    from .engine import EmbeddingExtractor, extract
+    from .retrieval import EmbeddingSimilarity
+
+    model = load_saved_model(args.model).eval()
+    r = extract(EmbeddingExtractor(model, args.image_size or args.size), images.source(), batch_size=args.batch_size, keep_features=True,
+                progress=not args.no_progress, desc=f"image embeddings {images.spec}", device=args.device,
+                num_workers=args.workers)
+    args._runs[images.spec] = {"image_sizes": r.image_sizes, "device": r.device}
+    caps = [(i, c) for i, s in enumerate(images.split.samples) for c in s.captions]
+    with torch.no_grad():
+        txt = np.concatenate([model.embed_texts([c for _, c in caps[a:a + args.batch_size]]).float().cpu().numpy()
+                              for a in range(0, len(caps), args.batch_size)])
+    return EmbeddingSimilarity(r.features, txt), np.array([i for i, _ in caps])
 
 
 def _stats(args: argparse.Namespace) -> Dict[str, Any]:

@@ -79,6 +79,26 @@ class TensorImages(Dataset):
         return i, self.images[i]
 
 
+class EmbeddingExtractor(torch.nn.Module):
+    """Any model with ``embed_images`` ((B, 3, H, W) in [-1, 1] -> (B, E)) as an extractor for :func:`extract`.
+
+    Each batch group is resized to ``size`` (antialiased bilinear) before the model; the
+    embeddings come back as ``features``. Used to embed galleries and held-out sets with
+    trained matchers, whatever package the model comes from.
+    """
+
+    def __init__(self, model: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.model, self.size = model, int(size)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> Dict[str, Any]:
+        if x.shape[-2:] != (self.size, self.size):
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                                antialias=True)
+        return {"features": self.model.embed_images(x * 2.0 - 1.0).float()}
+
+
 @dataclass
 class Extracted:
     """What one pass over a set of images produced."""

@@ -1,0 +1,88 @@
+"""`t2i eval retrieval --model` and `t2i index build|search` with a trained tiny matcher."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+try:
+    from cli_harness import check_case, run_cli
+except ImportError:  # tests/ collected as a package
+    from tests.cli_harness import check_case, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def W(tmp_path_factory) -> Path:
+    from matching.train import main
+
+    w = tmp_path_factory.mktemp("idx")
+    main(["--config", str(REPO / "configs/matching/birds_tiny.yaml"), f"output_dir={w / 'model'}", "max_steps=2",
+          "checkpoint_every=0"])
+    r = run_cli(["index", "build", "--model", w / "model", "--images", "dataset:birds:test:20", "--size", "32",
+                 "--out", w / "gallery", "--no-progress", "--json"])
+    assert r.code == 0, r.err + r.traceback
+    assert json.loads(r.out)["images"] == 20
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(w / "query.png")
+    (w / "notes.txt").write_text("not an image")
+    return w
+
+
+def test_search_by_text_and_image_agrees_with_brute_force(W):
+    import numpy as np
+    import torch
+
+    from matching import EmbeddingMatcher, SearchIndex
+
+    r = run_cli(["index", "search", "--index", W / "gallery", "--text", "a small red bird", "-k", "5", "--json"])
+    assert r.code == 0, r.err
+    res = json.loads(r.out)["results"]
+    assert len(res) == 5 and all(a["score"] >= b["score"] for a, b in zip(res, res[1:]))
+    index = SearchIndex.load(W / "gallery")
+    model = EmbeddingMatcher.from_pretrained(W / "model")
+    with torch.no_grad():
+        q = model.embed_texts(["a small red bird"]).numpy()
+    # brute force over the stored vectors
+    vecs = np.stack([index._index.reconstruct(i) for i in range(len(index))])
+    order = np.argsort(-(vecs @ q[0]), kind="stable")[:5]
+    assert [index.ids[i] for i in order] == [x["image"] for x in res]
+    r = run_cli(["index", "search", "--index", W / "gallery", "--image", W / "query.png", "-k", "3"])
+    assert r.code == 0 and len(r.out.strip().splitlines()) == 3
+
+
+def test_eval_retrieval_with_model(W):
+    r = run_cli(["eval", "retrieval", "--model", W / "model", "--data", "dataset:birds:test:20", "--size", "32",
+                 "--json", "--no-progress"])
+    assert r.code == 0, r.err + r.traceback
+    res = json.loads(r.out)
+    assert res["n_images"] == 20 and res["n_captions"] == 200 and 0.0 <= res["rsum"] <= 600.0
+
+
+@pytest.mark.parametrize("argv,code,words", [
+    (["index", "search", "--index", "{W}/gallery", "--text", "   "], 2, ["--text is empty"]),
+    (["index", "search", "--index", "{W}/gallery", "--text", "bird", "-k", "50"], 2, ["larger than the gallery"]),
+    (["index", "search", "--index", "{W}/gallery", "--image", "{W}/notes.txt"], 2, ["notes.txt"]),
+    (["index", "search", "--index", "{W}/nope", "--text", "bird"], 2, ["nope"]),
+    (["index", "search", "--index", "{W}/gallery"], 2, ["one of the arguments --text --image is required"]),
+    (["index", "build", "--model", "{W}/model", "--images", "dataset:birds:test:5", "--out", "{W}/gallery"], 2,
+     ["not empty", "--overwrite"]),
+    (["index", "build", "--model", "{W}/notes.txt", "--images", "dataset:birds:test:5", "--out", "{W}/g2"], 2,
+     ["not a folder"]),
+])
+def test_index_bad_input(W, argv, code, words):
+    check_case([a.format(W=W) if isinstance(a, str) else a for a in argv], code, words)
+
+
+def test_tampered_index_is_detected(W, tmp_path):
+    import shutil
+
+    g = tmp_path / "g"
+    shutil.copytree(W / "gallery", g)
+    data = bytearray((g / "index.faiss").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (g / "index.faiss").write_bytes(bytes(data))
+    check_case(["index", "search", "--index", g, "--text", "bird"], 2, ["index.faiss", "sha256"])
