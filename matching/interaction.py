@@ -1,0 +1,458 @@
+"""Interaction (cross-attention) matcher, SCAN-style text-to-image, and retrieve-then-re-rank.
+
+Score. An image gives K region vectors r_1..r_K (the encoder's H·W grid, or its global vector
+as a set of one), a caption gives T word vectors w_1..w_T (the first ``length`` are real);
+both are projected to E and L2-normalised, so c_ij = cos(w_i, r_j) = w_i·r_j. Each word
+attends over the regions with temperature λ (``lambda_softmax``, 9 by default)::
+
+    α_ij = softmax_j(λ · c_ij)              (Σ_j α_ij = 1)
+    a_i  = Σ_j α_ij r_j                     (the image as seen by word i)
+    R_i  = cos(w_i, a_i) = (Σ_j α_ij c_ij) / sqrt(α_iᵀ G α_i),   G = [r_j·r_l] (K x K Gram)
+
+The last form is exact (w_i is a unit vector and ‖a_i‖² = α_iᵀGα_i), so a_i (E numbers per
+word and pair) is never built: every tensor is the size of the B_img x B_txt x T x K
+cosine block. The caption's relevances are pooled over the real words only::
+
+    "lse":  S = (1/λ2) · log Σ_{i ≤ length} exp(λ2 · R_i)      (λ2 = ``lambda_lse``, 6)
+    "mean": S = (1/length) · Σ_{i ≤ length} R_i
+
+optionally followed by a learned scalar affine S' = a·S + b (``affine=True``; off by default,
+because with a margin loss the scale a can grow to shrink every hinge instead of learning).
+Padded words are zeroed before scoring and masked out of the pooling, so whatever the padding
+holds changes no score. Unlike :class:`~matching.models.EmbeddingMatcher` there is no per-item
+vector to index: every pair is scored jointly, so the model is served as a re-ranker of an
+embedding model's shortlist (:func:`rerank`, :func:`reranked_recall`).
+
+Saved diffusers-style like the embedding matcher: ``matcher.json`` (format
+``matching.interaction/1``, name, arguments), ``text_encoder/``, ``image_encoder/`` and
+``heads.safetensors``; registered in ``MODEL_LOADERS`` and as ``scan`` / ``scan_tiny`` in ``MATCHERS``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from imagetext.errors import ConfigError, MetricInputError, UserError
+from imagetext.registry import MATCHERS, MODEL_LOADERS
+
+FORMAT = "matching.interaction/1"
+CONFIG_NAME = "matcher.json"
+HEADS_NAME = "heads.safetensors"
+POOLINGS = ("lse", "mean")
+DEFAULT_MAX_ELEMENTS = 1 << 24  # B_img·B_txt·T·K elements per scored block (~64 MB per float32 tensor)
+_EPS = 1e-8
+
+
+class InteractionInputError(UserError, ValueError):
+    """Inputs an interaction matcher or the re-ranker cannot use; the message says which."""
+
+
+def lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B,) lengths -> (B, width) bool, True on the real words; a clear error for lengths outside 1..width."""
+    if lengths.dim() != 1:
+        raise InteractionInputError(f"lengths must be 1-D (one per caption), got shape {tuple(lengths.shape)}")
+    bad = ((lengths < 1) | (lengths > width)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise InteractionInputError(f"lengths[{i}] = {int(lengths[i])} is outside 1..{width} (the padded width)")
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class CrossAttentionMatcher(nn.Module):
+    """Words attend to regions; the image-caption score pools each word's relevance (see the module docstring).
+
+    Args:
+        text_encoder, image_encoder: built ``imagetext.encoders`` modules.
+        embed_dim: E, the joint space of words and regions.
+        lambda_softmax: λ, the attention temperature.
+        lambda_lse: λ2, the LSE pooling temperature (unused with ``pooling="mean"``).
+        pooling: "lse" or "mean" over the real words.
+        affine: learn a scalar scale and bias on top of the pooled score.
+        max_elements: the largest B_img·B_txt·T·K block scored at once (memory bound of :meth:`score`).
+        name: the registered name (recorded on save).
+    """
+
+    def __init__(self, text_encoder: nn.Module, image_encoder: nn.Module, embed_dim: int = 256,
+                 lambda_softmax: float = 9.0, lambda_lse: float = 6.0, pooling: str = "lse", affine: bool = False,
+                 max_elements: int = DEFAULT_MAX_ELEMENTS, name: Optional[str] = None) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not (lambda_softmax > 0 and lambda_lse > 0):
+            raise ConfigError(f"lambda_softmax and lambda_lse must be > 0, got {lambda_softmax}, {lambda_lse}")
+        if int(embed_dim) < 1 or int(max_elements) < 1:
+            raise ConfigError(f"embed_dim and max_elements must be >= 1, got {embed_dim}, {max_elements}")
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
+        self.embed_dim, self.name = int(embed_dim), name
+        self.lambda_softmax, self.lambda_lse = float(lambda_softmax), float(lambda_lse)
+        self.pooling, self.affine, self.max_elements = pooling, bool(affine), int(max_elements)
+        self.args = {"embed_dim": self.embed_dim, "lambda_softmax": self.lambda_softmax,
+                     "lambda_lse": self.lambda_lse, "pooling": pooling, "affine": self.affine}
+        self.image_proj = nn.Linear(image_encoder.dim, self.embed_dim)
+        self.text_proj = nn.Linear(text_encoder.dim, self.embed_dim)
+        if self.affine:
+            self.score_scale = nn.Parameter(torch.ones(()))
+            self.score_bias = nn.Parameter(torch.zeros(()))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ----------------------------------------------------------------- features
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, K, E) unit region vectors."""
+        feats = self.image_encoder(images)
+        sets = feats.regions.flatten(2).transpose(1, 2) if feats.regions is not None else feats.global_[:, None, :]
+        return F.normalize(self.image_proj(sets).float(), dim=-1)
+
+    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Tokenised captions -> ((B, T, E) unit word vectors, zero on padding; (B, T) mask of real words)."""
+        if tokens.dim() != 2 or tokens.shape[0] != lengths.shape[0]:
+            raise InteractionInputError(f"tokens (B, T) and lengths (B,) disagree: {tuple(tokens.shape)} vs "
+                                        f"{tuple(lengths.shape)}")
+        lengths_mask(lengths, tokens.shape[1])  # validates before the encoder sees them
+        words = self.text_encoder(tokens, lengths).words.transpose(1, 2)  # (B, T', D)
+        mask = lengths_mask(lengths.to(words.device), words.shape[1])
+        words = F.normalize(self.text_proj(words).float(), dim=-1)
+        return words.masked_fill(~mask[..., None], 0.0), mask
+
+    def tokenize(self, captions: Sequence[str]) -> tuple:
+        return self.text_encoder.tokenize(list(captions))
+
+    def encode_texts(self, captions: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A list of captions -> (words, mask) as :meth:`encode_tokens`."""
+        if isinstance(captions, str):
+            raise TypeError("encode_texts expects a list of captions, got one string")
+        tokens, lengths = self.tokenize(captions)
+        return self.encode_tokens(tokens.to(self.device), lengths.to(self.device))
+
+    # ----------------------------------------------------------------- scoring
+    def attention(self, regions: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """α for every pair: regions (B_img, K, E), words (B_txt, T, E) -> (B_img, B_txt, T, K), rows sum to 1."""
+        cos = torch.matmul(words[None], regions.transpose(1, 2)[:, None])  # (B_img, B_txt, T, K)
+        return torch.softmax(self.lambda_softmax * cos, dim=-1)
+
+    def _pooled(self, cos: torch.Tensor, gram: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """cos (..., T, K), gram (..., K, K) (broadcast), mask (..., T) -> score (...)."""
+        alpha = torch.softmax(self.lambda_softmax * cos, dim=-1)
+        num = (alpha * cos).sum(-1)
+        sq = (torch.matmul(alpha, gram) * alpha).sum(-1)
+        rel = num / sq.clamp_min(_EPS).sqrt()  # R_i = cos(w_i, a_i)
+        if self.pooling == "lse":
+            rel = rel.masked_fill(~mask, float("-inf"))
+            out = torch.logsumexp(self.lambda_lse * rel, dim=-1) / self.lambda_lse
+        else:
+            out = rel.masked_fill(~mask, 0.0).sum(-1) / mask.sum(-1).clamp_min(1)
+        if self.affine:
+            out = self.score_scale * out + self.score_bias
+        return out
+
+    def score_features(self, regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """All pairs: (B_img, K, E), (B_txt, T, E), (B_txt, T) -> (B_img, B_txt), in blocks of ``max_elements``."""
+        if (regions.dim() != 3 or words.dim() != 3 or mask.shape != words.shape[:2]
+                or regions.shape[2] != words.shape[2]):
+            raise InteractionInputError(f"expected regions (B_img, K, E), words (B_txt, T, E), mask (B_txt, T); got "
+                                        f"{tuple(regions.shape)}, {tuple(words.shape)}, {tuple(mask.shape)}")
+        mask = mask.bool()
+        words = words.masked_fill(~mask[..., None], 0.0)
+        n_img, k = regions.shape[:2]
+        n_txt, t = words.shape[:2]
+        per_txt = max(1, t * k)
+        ct = max(1, min(n_txt, self.max_elements // per_txt))
+        ci = max(1, min(n_img, self.max_elements // (per_txt * ct)))
+        gram = torch.matmul(regions, regions.transpose(1, 2))[:, None]  # (B_img, 1, K, K)
+        rows = []
+        for a in range(0, n_img, ci):
+            r_t = regions[a:a + ci].transpose(1, 2)[:, None]  # (ci, 1, E, K)
+            cols = [self._pooled(torch.matmul(words[b:b + ct][None], r_t), gram[a:a + ci], mask[b:b + ct][None])
+                    for b in range(0, n_txt, ct)]
+            rows.append(torch.cat(cols, dim=1))
+        return torch.cat(rows, dim=0)
+
+    def score_feature_pairs(self, regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Aligned pairs: (B, K, E), (B, T, E), (B, T) -> (B,)."""
+        if (regions.dim() != 3 or words.dim() != 3 or regions.shape[0] != words.shape[0]
+                or mask.shape != words.shape[:2]):
+            raise InteractionInputError(f"score_pairs needs as many images as captions: regions "
+                                        f"{tuple(regions.shape)}, words {tuple(words.shape)}, mask {tuple(mask.shape)}")
+        mask = mask.bool()
+        words = words.masked_fill(~mask[..., None], 0.0)
+        cos = torch.bmm(words, regions.transpose(1, 2))  # (B, T, K)
+        return self._pooled(cos, torch.bmm(regions, regions.transpose(1, 2)), mask)
+
+    def score(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Every image against every caption: (B_img, B_txt) scores."""
+        words, mask = self.encode_tokens(tokens, lengths)
+        return self.score_features(self.encode_images(images), words, mask)
+
+    def score_pairs(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Image b against caption b: (B,) scores."""
+        if images.shape[0] != tokens.shape[0]:
+            raise InteractionInputError(f"score_pairs needs as many images ({images.shape[0]}) as captions "
+                                        f"({tokens.shape[0]})")
+        words, mask = self.encode_tokens(tokens, lengths)
+        return self.score_feature_pairs(self.encode_images(images), words, mask)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The B x B score matrix of a batch (matching pairs on the diagonal), for the VSE/DBL losses."""
+        return self.score(images, tokens, lengths)
+
+    # ----------------------------------------------------------------- saving
+    def save_pretrained(self, directory: Union[str, Path]) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.text_encoder.save_pretrained(directory / "text_encoder")
+        self.image_encoder.save_pretrained(directory / "image_encoder")
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                 if not k.startswith(("text_encoder.", "image_encoder."))}
+        save_file(heads, str(directory / HEADS_NAME))
+        meta = {"format": FORMAT, "name": self.name, "args": self.args}
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: Union[str, Path]) -> "CrossAttentionMatcher":
+        """Rebuild a saved interaction matcher in eval mode (a run folder's ``final/`` too); clear errors otherwise."""
+        from safetensors.torch import load_file
+
+        from imagetext.encoders import load_encoder
+
+        directory = Path(directory)
+        cfg = directory / CONFIG_NAME
+        if not cfg.is_file():
+            if (directory / "final" / CONFIG_NAME).is_file():
+                return cls.from_pretrained(directory / "final")
+            raise UserError(f"{directory}: not a saved matcher ({CONFIG_NAME} missing)")
+        try:
+            meta = json.loads(cfg.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cfg}: invalid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ConfigError(f"{cfg}: not an interaction matcher config (format != {FORMAT!r})")
+        model = cls(load_encoder(directory / "text_encoder"), load_encoder(directory / "image_encoder"),
+                    name=meta.get("name"), **(meta.get("args") or {}))
+        heads = load_file(str(directory / HEADS_NAME))
+        missing, unexpected = model.load_state_dict(heads, strict=False)
+        missing = [k for k in missing if not k.startswith(("text_encoder.", "image_encoder."))]
+        if missing or unexpected:
+            raise ConfigError(f"{directory / HEADS_NAME}: does not match (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
+        return model.eval()
+
+
+MODEL_LOADERS.register(FORMAT)(lambda directory: CrossAttentionMatcher.from_pretrained(directory))
+
+
+@MATCHERS.register("scan")
+def scan(tokenizer: Any = None, embed_dim: int = 256, text_encoder: str = "bilstm", image_encoder: str = "damsm_cnn",
+         text_kwargs: Optional[Dict[str, Any]] = None, image_kwargs: Optional[Dict[str, Any]] = None,
+         **kw: Any) -> CrossAttentionMatcher:
+    """SCAN t2i: BiLSTM words attend to the shared CNN's region grid; ``kw`` go to :class:`CrossAttentionMatcher`."""
+    from imagetext.encoders import build_image_encoder, build_text_encoder
+
+    t = build_text_encoder(text_encoder, tokenizer=tokenizer, **(text_kwargs or {}))
+    i = build_image_encoder(image_encoder, **(image_kwargs or {}))
+    kw.setdefault("name", "scan")
+    return CrossAttentionMatcher(t, i, embed_dim=embed_dim, **kw)
+
+
+@MATCHERS.register("scan_tiny")
+def scan_tiny(tokenizer: Any = None, embed_dim: int = 16, **kw: Any) -> CrossAttentionMatcher:
+    """A 16-d interaction matcher on the tiny encoders, for tests."""
+    kw.setdefault("text_encoder", "bilstm_tiny")
+    kw.setdefault("image_encoder", "damsm_cnn_tiny")
+    kw.setdefault("name", "scan_tiny")
+    return scan(tokenizer=tokenizer, embed_dim=embed_dim, **kw)
+
+
+def list_interaction_matchers() -> List[str]:
+    return [n for n in MATCHERS.names() if n.startswith("scan")]
+
+
+# --------------------------------------------------------------------------- re-ranking
+@contextlib.contextmanager
+def _eval_no_grad(*models: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside; each model's previous mode restored after."""
+    modes = [m.training for m in models]
+    try:
+        for m in models:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InteractionInputError(f"k must be an integer >= 1 (the shortlist size), got {k!r}")
+    return int(k)
+
+
+def _stable_topk(sims: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Row-wise top-k indices in the embedding order: score descending, ties by ascending index."""
+    return torch.cat([torch.sort(sims[a:a + chunk], dim=1, descending=True, stable=True)[1][:, :k]
+                      for a in range(0, sims.shape[0], chunk)], dim=0)
+
+
+def _rerank_rows(short: torch.Tensor, scores: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sort each shortlist by interaction score, descending; ties keep the embedding order."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True)[1]
+    return short.gather(1, order), scores.gather(1, order)
+
+
+def rerank(embedding_model: Any, interaction_model: CrossAttentionMatcher, images: torch.Tensor,
+           captions: Sequence[str], k: int = 10, batch_size: int = 64) -> Dict[str, Any]:
+    """Retrieve with the embedding model, re-rank each query's top-k with the interaction model.
+
+    For each caption the embedding model's k best images (``embed_images @ embed_texts.T``,
+    ties by index) are re-scored with ``interaction_model`` and sorted by that score; the same
+    for each image over the captions. The final ranking of a query is its re-ranked shortlist,
+    then every item outside the shortlist **in the embedding order** (the re-ranker only
+    permutes the shortlist; :func:`full_ranking` builds whole lists, :func:`reranked_recall`
+    the recall). k above a gallery's size is cut to it (k = gallery size re-ranks everything).
+    Both models run in eval mode without gradients; their modes are restored after.
+
+    Args:
+        embedding_model: has ``embed_images`` and ``embed_texts`` (an :class:`~matching.models.EmbeddingMatcher`).
+        interaction_model: a :class:`CrossAttentionMatcher`.
+        images: (N_img, 3, H, W) in [-1, 1]; captions: N_cap strings.
+        k: shortlist size (>= 1); batch_size: images / captions encoded at once.
+
+    Returns:
+        {"sims": (N_img, N_cap) embedding similarities (CPU float32),
+         "t2i": (N_cap, k_t2i) image indices, final order; "t2i_scores": their interaction scores,
+         "i2t": (N_img, k_i2t) caption indices; "i2t_scores", "k_t2i", "k_i2t", "n_images", "n_captions"}.
+    """
+    k = _check_k(k)
+    if isinstance(captions, str):
+        raise InteractionInputError("captions must be a list of strings, got one string")
+    captions = list(captions)
+    if not torch.is_tensor(images) or images.dim() != 4:
+        raise InteractionInputError(f"images must be a (N, 3, H, W) tensor, got "
+                                    f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+    n_img, n_cap = images.shape[0], len(captions)
+    if n_img == 0 or n_cap == 0:
+        raise InteractionInputError(f"empty gallery: {n_img} images, {n_cap} captions")
+    if batch_size < 1:
+        raise InteractionInputError(f"batch_size must be >= 1, got {batch_size}")
+    k_t2i, k_i2t = min(k, n_img), min(k, n_cap)
+    emb_dev = next(embedding_model.parameters()).device
+    int_dev = interaction_model.device
+    with _eval_no_grad(embedding_model, interaction_model):
+        img_emb = torch.cat([embedding_model.embed_images(images[a:a + batch_size].to(emb_dev)).float()
+                             for a in range(0, n_img, batch_size)])
+        txt_emb = torch.cat([embedding_model.embed_texts(captions[a:a + batch_size]).float()
+                             for a in range(0, n_cap, batch_size)])
+        sims = (img_emb @ txt_emb.T).cpu()
+        regions = torch.cat([interaction_model.encode_images(images[a:a + batch_size].to(int_dev))
+                             for a in range(0, n_img, batch_size)])
+        parts = [interaction_model.encode_texts(captions[a:a + batch_size]) for a in range(0, n_cap, batch_size)]
+        width = max(w.shape[1] for w, _ in parts)
+        words = torch.cat([F.pad(w, (0, 0, 0, width - w.shape[1])) for w, _ in parts])
+        mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
+
+        def pair_scores(img_idx: torch.Tensor, cap_idx: torch.Tensor) -> torch.Tensor:
+            i, c = img_idx.reshape(-1).to(int_dev), cap_idx.reshape(-1).to(int_dev)
+            out = [interaction_model.score_feature_pairs(regions[i[a:a + 4096]], words[c[a:a + 4096]],
+                                                         mask[c[a:a + 4096]]) for a in range(0, len(i), 4096)]
+            return torch.cat(out).float().cpu().reshape(img_idx.shape)
+
+        short_t2i = _stable_topk(sims.T, k_t2i)  # (N_cap, k) images
+        caps = torch.arange(n_cap)[:, None].expand_as(short_t2i)
+        t2i, t2i_scores = _rerank_rows(short_t2i, pair_scores(short_t2i, caps))
+        short_i2t = _stable_topk(sims, k_i2t)  # (N_img, k) captions
+        imgs = torch.arange(n_img)[:, None].expand_as(short_i2t)
+        i2t, i2t_scores = _rerank_rows(short_i2t, pair_scores(imgs, short_i2t))
+    return {"sims": sims, "t2i": t2i, "t2i_scores": t2i_scores, "i2t": i2t, "i2t_scores": i2t_scores,
+            "k_t2i": k_t2i, "k_i2t": k_i2t, "n_images": n_img, "n_captions": n_cap}
+
+
+def _direction(result: Dict[str, Any], direction: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(shortlists, query x gallery embedding sims) of one direction."""
+    if direction not in ("t2i", "i2t"):
+        raise InteractionInputError(f"direction must be 't2i' or 'i2t', got {direction!r}")
+    sims = result["sims"]
+    return result[direction], (sims.T if direction == "t2i" else sims)
+
+
+def full_ranking(result: Dict[str, Any], direction: str = "t2i") -> torch.Tensor:
+    """Whole final lists (N_query, N_gallery): the re-ranked shortlist, then the rest in the embedding order.
+
+    Builds N_query x N_gallery indices: for inspection and small galleries; recall needs only
+    :func:`reranked_recall`.
+    """
+    short, sims = _direction(result, direction)
+    order = torch.sort(sims, dim=1, descending=True, stable=True)[1]
+    rest = order[:, short.shape[1]:]  # the embedding top-k is exactly the shortlist's set
+    return torch.cat([short, rest], dim=1)
+
+
+def _ranks(short: torch.Tensor, sims: torch.Tensor, query: torch.Tensor, item: torch.Tensor,
+           chunk: int = 1024) -> torch.Tensor:
+    """1-based rank of ``item[p]`` in the final list of ``query[p]`` for each pair p."""
+    out = torch.empty(len(query), dtype=torch.long)
+    k = short.shape[1]
+    for a in range(0, len(query), chunk):
+        q, g = query[a:a + chunk], item[a:a + chunk]
+        hit = short[q] == g[:, None]  # (n, k)
+        rows = sims[q]  # (n, N_gallery)
+        s = rows.gather(1, g[:, None])
+        before = (rows > s) | ((rows == s) & (torch.arange(rows.shape[1])[None, :] < g[:, None]))
+        emb_rank = before.sum(1) + 1  # position in the embedding order (> k when not shortlisted)
+        pos = hit.float().argmax(1) + 1
+        out[a:a + chunk] = torch.where(hit.any(1), pos, emb_rank)
+        if not bool((emb_rank[~hit.any(1)] > k).all()):
+            raise MetricInputError("the shortlists disagree with the embedding order of result['sims']")
+    return out
+
+
+def reranked_ranks(result: Dict[str, Any], caption_to_image: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """(i2t ranks per image: best rank among its captions; t2i ranks per caption), 1-based, of the final lists."""
+    n_img, n_cap = result["n_images"], result["n_captions"]
+    c2i = torch.as_tensor(np.asarray(caption_to_image))
+    if c2i.dim() != 1 or c2i.shape[0] != n_cap:
+        raise MetricInputError(f"caption_to_image has shape {tuple(c2i.shape)} but there are {n_cap} captions")
+    if c2i.is_floating_point() or c2i.dtype == torch.bool:
+        raise MetricInputError(f"caption_to_image must hold integer image indices, got {c2i.dtype}")
+    c2i = c2i.long()
+    if len(c2i) and (c2i.min() < 0 or c2i.max() >= n_img):
+        raise MetricInputError(f"caption_to_image has indices outside 0..{n_img - 1}")
+    uncaptioned = torch.ones(n_img, dtype=torch.bool)
+    uncaptioned[c2i] = False
+    if uncaptioned.any():
+        raise MetricInputError(f"image {int(uncaptioned.nonzero()[0])} has no caption (i2t rank undefined)")
+    caps = torch.arange(n_cap)
+    t2i = _ranks(*_direction(result, "t2i"), caps, c2i)
+    cap_ranks = _ranks(*_direction(result, "i2t"), c2i, caps)
+    i2t = torch.full((n_img,), n_cap + 1, dtype=torch.long).scatter_reduce(0, c2i, cap_ranks, reduce="amin")
+    return i2t.numpy(), t2i.numpy()
+
+
+def reranked_recall(result: Dict[str, Any], caption_to_image: Any, ks: Sequence[int] = (1, 5, 10)) -> Dict[str, float]:
+    """R@K / medr / meanr / rSum of the re-ranked lists, keyed like :func:`imagetext.metrics.retrieval_recall`.
+
+    Ranks are positions in the final lists (shortlist re-ranked, the rest in embedding order),
+    so ties are broken, not counted pessimistically; with k = gallery size and no tied scores
+    this equals ``retrieval_recall`` of the interaction scores.
+    """
+    from imagetext.metrics.retrieval import recall_from_ranks
+
+    ks = tuple(int(x) for x in ks)
+    if not ks or min(ks) < 1:
+        raise MetricInputError(f"ks must be positive integers, got {ks}")
+    i2t, t2i = reranked_ranks(result, caption_to_image)
+    out: Dict[str, Any] = recall_from_ranks(i2t, t2i, ks)
+    out.update(n_images=result["n_images"], n_captions=result["n_captions"], k_t2i=result["k_t2i"],
+               k_i2t=result["k_i2t"])
+    return out
