@@ -3,6 +3,7 @@
 - :mod:`.losses`: DBL relative/absolute, VSE0/VSE++/InfoNCE, the collapse value.
 - :mod:`.pooling`: GPO (VSE∞'s generalised pooling).
 - :mod:`.models`: embedding matchers (encoder -> projection -> GPO), registered in ``MATCHERS``.
+- :mod:`.interaction`: a SCAN-style cross-attention matcher, served as a re-ranker of a shortlist.
 - :mod:`.index`: a FAISS search index (exact / HNSW / IVF) with a checksummed manifest.
 - :mod:`.train`: the anchor/offline/online/momentum regimes on the shared loop (``scripts/train_matching.py``).
 
@@ -17,6 +18,8 @@ from typing import Any
 _LAZY = {
     "SearchIndex": "index", "SearchIndexError": "index",
     "EmbeddingMatcher": "models",
+    **{n: "interaction" for n in ("CrossAttentionMatcher", "InteractionInputError", "rerank",
+                                  "reranked_recall", "reranked_ranks", "full_ranking")},
     "GPO": "pooling", "PoolingInputError": "pooling", "positional_encoding": "pooling",
     **{n: "losses" for n in ("DBLLoss", "InfoNCELoss", "MatchingLossError", "VSELoss", "absolute_boost_loss",
                              "collapse_value", "dbl_absolute_loss", "dbl_relative_loss", "hardest_after",
