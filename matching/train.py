@@ -16,9 +16,11 @@ Regimes (``regime:``), one task:
   part of the checkpoint (exact resume).
 
 Similarities are per process (B x B, as VSE++). A warning is printed when the raw loss
-sits at the collapse value 2·B·γ (every embedding the same). Writes ``final/`` (the
-matcher, ``EmbeddingMatcher.from_pretrained``) and ``results.json`` (held-out retrieval of
-the exported model and, for boosted regimes, of its anchor, in one run).
+sits at the collapse value 2·B·γ (every embedding the same). With ``eval.val_holdout=N``,
+``validate_every`` and ``best_metric: rsum``, the last N training images (never trained
+on) are scored during training and the best state is the one exported. Writes ``final/``
+(the matcher, ``EmbeddingMatcher.from_pretrained``) and ``results.json`` (held-out
+retrieval of the exported model and, for boosted regimes, of its anchor, in one run).
 """
 from __future__ import annotations
 
@@ -71,9 +73,11 @@ class MomentumSection:
 
 @dataclass
 class EvalSection:
-    split: str = "test"
+    split: str = "test"  # held-out scores at the end (never used to choose a checkpoint)
     max_images: Optional[int] = None
     batch_size: int = 100
+    val_holdout: int = 0  # last N training images kept out of training, scored every validate_every steps
+    val_split: Optional[str] = None  # or a real validation split (Karpathy "val"); never the test split
 
 
 @dataclass
@@ -113,12 +117,12 @@ def cosine_momentum(step: int, total: int, start: float, end: float) -> float:
 class MatchingTask(TrainTask):
     """The regimes above as one task: trainable branches in ``models``, frozen anchors beside them."""
 
-    def __init__(self, cfg: MatchingConfig, tokenizer: Any) -> None:
+    def __init__(self, cfg: MatchingConfig, tokenizer: Any, val_split: Any = None) -> None:
         from imagetext.registry import MATCHERS
 
         from .models import EmbeddingMatcher
 
-        self.cfg = cfg
+        self.cfg, self.val_split = cfg, val_split
         lc = cfg.loss
         self.loss = DBLLoss(lc.mode, lc.margin, lc.alpha, lc.beta, lc.g, soft=lc.soft)
         m = cfg.model
@@ -209,6 +213,16 @@ class MatchingTask(TrainTask):
                   file=sys.stderr)
         return out
 
+    def validate(self, step: int) -> Optional[Dict[str, float]]:
+        """rSum and recalls of the exported model on the held-out part of the training split."""
+        if self.val_split is None:
+            return None
+        model = self.exported()
+        was_training = model.training
+        res = evaluate_matcher(model, self.val_split, self.cfg.data.image_size, self.cfg.eval.batch_size)
+        model.train(was_training)
+        return res
+
     def state_dict(self) -> Dict[str, Any]:
         return {"ema": self.anchor.state_dict()} if self.cfg.regime == "momentum" else {}
 
@@ -255,6 +269,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise ConfigError("eval.split=train: held-out scores must come from another split (e.g. test)")
     train_split = build_split(cfg.data, "train")
     test_split = build_split(cfg.data, cfg.eval.split)
+    val_split = None
+    if cfg.eval.val_split is not None:
+        if cfg.eval.val_split in (cfg.eval.split, "train") or cfg.eval.val_holdout:
+            raise ConfigError(f"eval.val_split={cfg.eval.val_split}: must differ from the test split and the training "
+                              "split, and not be combined with eval.val_holdout")
+        val_split = build_split(cfg.data, cfg.eval.val_split)
+    elif cfg.eval.val_holdout:
+        n = cfg.eval.val_holdout
+        if not 2 <= n < len(train_split.samples) - cfg.batch_size:
+            raise ConfigError(f"eval.val_holdout={n}: need 2 <= n and enough training images left for a batch "
+                              f"({len(train_split.samples)} in the split, batch_size={cfg.batch_size})")
+        val_split = copy.copy(train_split)
+        val_split.samples = train_split.samples[-n:]
+        train_split = copy.copy(train_split)
+        train_split.samples = train_split.samples[:-n]
+    if cfg.best_metric is not None and val_split is None:
+        raise ConfigError("best_metric needs a validation set: set eval.val_holdout=N or eval.val_split (never the test split)")
     tokenizer = None
     if cfg.regime != "offline" and needs_word_vocab(cfg.model.text_encoder):
         tokenizer = WordTokenizer.build([c for s in train_split.samples for c in s.captions],
@@ -266,7 +297,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn,
                         num_workers=cfg.num_workers)
     set_seed(cfg.seed)
-    task = MatchingTask(cfg, tokenizer)
+    task = MatchingTask(cfg, tokenizer, val_split)
     trainer = Trainer(task, cfg, loader)
     start = trainer.position.step
     t0 = time.perf_counter()
@@ -274,6 +305,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     seconds = time.perf_counter() - t0
     acc = trainer.accelerator
     results: Dict[str, Any] = {}
+    best = Path(cfg.output_dir) / "best"
+    if cfg.best_metric is not None and best.is_dir():
+        acc.load_state(str(best))  # export the best validated state, not the last one
     if acc.is_main_process:
         final = Path(cfg.output_dir) / "final"
         model = task.exported()
@@ -282,7 +316,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         kw = dict(image_size=cfg.data.image_size, batch_size=cfg.eval.batch_size, max_images=cfg.eval.max_images)
         results = {"regime": cfg.regime, "steps": state["step"], "processes": acc.num_processes,
                    "train_pairs_per_s": steps * cfg.batch_size * acc.num_processes / seconds if steps else None,
-                   "last_logs": state["last_logs"], "target": evaluate_matcher(model, test_split, **kw)}
+                   "last_logs": state["last_logs"], "target": evaluate_matcher(model, test_split, **kw),
+                   "best_step": trainer.position.best_step if cfg.best_metric else None}
         anchor = task.anchor_model()
         if anchor is not None:
             results["anchor"] = evaluate_matcher(anchor, test_split, **kw)

@@ -98,3 +98,14 @@ def test_cosine_momentum_schedule():
 def test_bad_config_is_a_clear_error(tmp_path, overrides, error, words):
     with pytest.raises(error, match=words):
         main(["--config", TINY, f"output_dir={tmp_path}", *overrides])
+
+
+def test_validation_on_held_out_training_images_exports_the_best_state(tmp_path):
+    import json
+
+    res = main(["--config", TINY, f"output_dir={tmp_path}", "max_steps=4", "checkpoint_every=0", "validate_every=2",
+                "best_metric=rsum", "eval.val_holdout=8"])
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["metric"] == "rsum" and best["step"] in (2, 4) and res["best_step"] == best["step"]
+    with pytest.raises(ConfigError, match="val_holdout"):
+        main(["--config", TINY, f"output_dir={tmp_path / 'b'}", "validate_every=2", "best_metric=rsum"])

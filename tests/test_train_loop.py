@@ -364,3 +364,31 @@ def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     _worker(Path(sys.argv[2]))
+
+
+class Validated(Regress):
+    """Regress with a validation score that peaks at step 4 (max) - a stand-in for rSum."""
+
+    def validate(self, step):
+        return {"score": -abs(step - 4), "other": step}
+
+
+def test_validation_keeps_the_best_state_and_survives_resume(tmp_path):
+    import json
+
+    def run(out, **kw):
+        task = Validated()
+        train(task, _cfg(out, validate_every=2, best_metric="score", **kw), _loader())
+        return task
+
+    run(tmp_path / "a", max_steps=4, checkpoint_every=2)
+    run(tmp_path / "a", max_steps=8, checkpoint_every=2, resume="latest")
+    best = json.loads((tmp_path / "a" / "best.json").read_text())
+    assert best == {"step": 4, "metric": "score", "mode": "max", "value": 0.0}
+    assert (tmp_path / "a" / "best" / "complete").is_file()
+    state = json.loads((tmp_path / "a" / "best" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["best_step"] == 4
+    with pytest.raises(UserError, match="best_metric='nope'"):
+        train(Validated(), _cfg(tmp_path / "b", max_steps=2, validate_every=2, best_metric="nope"), _loader())
+    with pytest.raises(ConfigError, match="best_metric"):
+        _cfg(tmp_path / "c", best_metric="score")  # without validate_every

@@ -14,7 +14,8 @@ from ..errors import ConfigError
 
 # Keys that may change between a run and its resumption without making it another run:
 # extending max_steps, logging more often, keeping more checkpoints, moving the folder.
-VOLATILE_KEYS = ("output_dir", "resume", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints")
+VOLATILE_KEYS = ("output_dir", "resume", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                 "validate_every")
 
 
 @dataclass
@@ -29,11 +30,16 @@ class TrainConfig:
     grad_clip: Optional[float] = None   # max global grad norm; None: no clipping
     gradient_accumulation_steps: int = 1
     keep_checkpoints: Optional[int] = 3  # newest K complete checkpoints are kept; None keeps all
+    validate_every: int = 0             # steps between task.validate() calls (and at the end); 0: never
+    best_metric: Optional[str] = None   # a key validate() returns; the best state is kept in output_dir/best
+    best_mode: Literal["max", "min"] = "max"  # max: higher is better (rSum); min: lower (FID)
 
     def __post_init__(self) -> None:
         checks = [
             ("max_steps", self.max_steps >= 1, ">= 1"),
             ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
+            ("validate_every", self.validate_every >= 0, ">= 0"),
+            ("best_metric", self.best_metric is None or self.validate_every > 0, "unset unless validate_every > 0"),
             ("log_every", self.log_every >= 1, ">= 1"),
             ("seed", 0 <= self.seed < 2**32, "between 0 and 2**32-1"),
             ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, ">= 1"),

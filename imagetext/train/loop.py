@@ -46,6 +46,8 @@ class _Position:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of this epoch already consumed (per process)
     num_processes: int = 1
+    best_value: float = 0.0  # the best validation value so far (meaningful when best_step >= 0)
+    best_step: int = -1
 
     def state_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)
@@ -219,11 +221,9 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/checkpoint-<step>`` atomically; prune to ``keep_checkpoints``."""
-        acc, step = self.accelerator, self.position.step
-        root = ckpt.checkpoint_root(self.output_dir)
-        tmp, final = root / f"{ckpt.TMP_PREFIX}{step}", root / f"checkpoint-{step}"
+    def _write_state(self, final: Path, tmp: Path) -> None:
+        """Write the full training state to ``tmp`` (all processes), mark it complete, rename it to ``final``."""
+        acc = self.accelerator
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -237,10 +237,40 @@ class Trainer:
             if final.exists():  # e.g. a run resumed from an earlier step reaches this one again
                 shutil.rmtree(final)
             os.replace(tmp, final)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/checkpoint-<step>`` atomically; prune to ``keep_checkpoints``."""
+        step = self.position.step
+        root = ckpt.checkpoint_root(self.output_dir)
+        final = root / f"checkpoint-{step}"
+        self._write_state(final, root / f"{ckpt.TMP_PREFIX}{step}")
+        if self.accelerator.is_main_process:
             ckpt.prune(self.output_dir, self.config.keep_checkpoints)
-        acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         self.last_checkpoint = final
         return final
+
+    def validate(self) -> Dict[str, float]:
+        """Run ``task.validate``; log ``val/*``; keep ``output_dir/best`` by ``best_metric`` (never pruned)."""
+        cfg, pos = self.config, self.position
+        metrics = {k: float(v) for k, v in (self.task.validate(pos.step) or {}).items()}
+        if metrics:
+            self.accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=pos.step)
+        if cfg.best_metric is None:
+            return metrics
+        if cfg.best_metric not in metrics:
+            raise UserError(f"best_metric={cfg.best_metric!r}: the task's validate() returned "
+                            f"{sorted(metrics) or 'nothing'}")
+        value = metrics[cfg.best_metric]
+        better = value > pos.best_value if cfg.best_mode == "max" else value < pos.best_value
+        if pos.best_step < 0 or better:
+            pos.best_value, pos.best_step = value, pos.step
+            self._write_state(self.output_dir / "best", self.output_dir / f"{ckpt.TMP_PREFIX}best")
+            if self.accelerator.is_main_process:
+                (self.output_dir / "best.json").write_text(json.dumps(
+                    {"step": pos.step, "metric": cfg.best_metric, "mode": cfg.best_mode, "value": value}) + "\n")
+            self.accelerator.wait_for_everyone()
+        return metrics
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -329,6 +359,8 @@ class Trainer:
                 last_logs = self._log(window, step)
                 window = {}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in last_logs.items() if k.endswith("loss")}, refresh=False)
+            if cfg.validate_every and (step % cfg.validate_every == 0 or step == cfg.max_steps):
+                self.validate()  # before the checkpoint, so the checkpoint holds the best-so-far record
             if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
                 self.save_checkpoint()
         bar.close()

@@ -49,6 +49,14 @@ class TrainTask:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         pass
 
+    def validate(self, step: int) -> Optional[Dict[str, float]]:
+        """Optional validation scores at ``step`` (every ``validate_every`` steps, on every process).
+
+        Compute them on a validation split, never the test split; the loop logs them as
+        ``val/*`` and keeps ``output_dir/best`` by ``best_metric``.
+        """
+        return None
+
     def images(self, step: int) -> Optional[Dict[str, torch.Tensor]]:
         """Optional images to log at ``step``: name -> [N, C, H, W] floats in [0, 1] (e.g. sample grids)."""
         return None
