@@ -137,23 +137,22 @@ def _is_hidden(path: Path, root: Path) -> bool:
 
 
 def _load_folder(spec: str, root: Path) -> ImageSet:
-    from ..data.folder import load_folder
+    from ..data.folder import available_splits, load_folder
 
     files = sorted(p for p in root.rglob("*") if p.is_file())
     metas = [p for p in files if p.parent == root and p.suffix.lower() in METADATA_EXTS and not p.name.startswith(".")]
     report = DataReport(source="folder", root=str(root), split="-")
-    if len(metas) > 1:
-        names = ", ".join(p.name for p in metas)
-        raise UserError(f"{spec}: holds several metadata files ({names}); name the split to use, e.g. "
-                        f"dataset:folder:{metas[-1].stem} --data-root {spec}")
+    splits = available_splits(root) if metas else []
+    if len(metas) > 1 or len(splits) > 1:
+        shown = ", ".join(splits or [p.name for p in metas])
+        raise UserError(f"{spec}: holds several metadata files or splits ({shown}); name the split to use, e.g. "
+                        f"dataset:folder:{(splits or [metas[-1].stem])[-1]} --data-root {spec}")
     referenced: set = set()  # every image a row names, accepted or not (rejected rows are reported by the loader)
     split = None
     if metas:
-        meta = metas[0]
-        name = meta.stem if meta.stem != "metadata" else _metadata_split(root, meta, spec)
-        split = load_folder(root, name, BadInputPolicy(on_error="skip"))
+        split = load_folder(root, splits[0] if splits else "test", BadInputPolicy(on_error="skip"))
         report = split.report
-        referenced = _referenced_images(root, meta)
+        referenced = _referenced_images(root, metas[0])
     out = ImageSet(spec, "folder", report, split=split)
     for p in files:
         rel = p.relative_to(root)
@@ -181,19 +180,6 @@ def _referenced_images(root: Path, meta: Path) -> set:
         if isinstance(image, str) and image.strip():
             out.add((root / image).resolve())
     return out
-
-
-def _metadata_split(root: Path, meta: Path, spec: str) -> str:
-    """The split a lone ``metadata.*`` file stands for: its only ``split`` value, else every row."""
-    from ..data.folder import iter_rows
-
-    scratch = DataReport(source="folder", root=str(root), split="*")
-    values = {str(r.get("split", "")).strip() for _, _, r in iter_rows(meta, scratch, BadInputPolicy())}
-    values.discard("")
-    if len(values) > 1:
-        raise UserError(f"{spec}: {meta.name} holds several splits ({', '.join(sorted(values))}); name one, e.g. "
-                        f"dataset:folder:{sorted(values)[0]} --data-root {spec}")
-    return values.pop() if values else "test"
 
 
 def load_stats_input(spec: str) -> ImageSet:
