@@ -30,9 +30,7 @@ Saved diffusers-style like the embedding matcher: ``matcher.json`` (format
 from __future__ import annotations
 
 import contextlib
-import json
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,9 +40,9 @@ import torch.nn.functional as F
 from imagetext.errors import ConfigError, MetricInputError, UserError
 from imagetext.registry import MATCHERS, MODEL_LOADERS
 
+from .models import EncoderPairModel
+
 FORMAT = "matching.interaction/1"
-CONFIG_NAME = "matcher.json"
-HEADS_NAME = "heads.safetensors"
 POOLINGS = ("lse", "mean")
 DEFAULT_MAX_ELEMENTS = 1 << 24  # B_img·B_txt·T·K elements per scored block (~64 MB per float32 tensor)
 _EPS = 1e-8
@@ -65,7 +63,7 @@ def lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class CrossAttentionMatcher(nn.Module):
+class CrossAttentionMatcher(EncoderPairModel):
     """Words attend to regions; the image-caption score pools each word's relevance (see the module docstring).
 
     Args:
@@ -79,18 +77,19 @@ class CrossAttentionMatcher(nn.Module):
         name: the registered name (recorded on save).
     """
 
+    FORMAT = FORMAT
+
     def __init__(self, text_encoder: nn.Module, image_encoder: nn.Module, embed_dim: int = 256,
                  lambda_softmax: float = 9.0, lambda_lse: float = 6.0, pooling: str = "lse", affine: bool = False,
                  max_elements: int = DEFAULT_MAX_ELEMENTS, name: Optional[str] = None) -> None:
-        super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not (lambda_softmax > 0 and lambda_lse > 0):
             raise ConfigError(f"lambda_softmax and lambda_lse must be > 0, got {lambda_softmax}, {lambda_lse}")
         if int(embed_dim) < 1 or int(max_elements) < 1:
             raise ConfigError(f"embed_dim and max_elements must be >= 1, got {embed_dim}, {max_elements}")
-        self.text_encoder, self.image_encoder = text_encoder, image_encoder
-        self.embed_dim, self.name = int(embed_dim), name
+        super().__init__(text_encoder, image_encoder, name)
+        self.embed_dim = int(embed_dim)
         self.lambda_softmax, self.lambda_lse = float(lambda_softmax), float(lambda_lse)
         self.pooling, self.affine, self.max_elements = pooling, bool(affine), int(max_elements)
         self.args = {"embed_dim": self.embed_dim, "lambda_softmax": self.lambda_softmax,
@@ -100,10 +99,6 @@ class CrossAttentionMatcher(nn.Module):
         if self.affine:
             self.score_scale = nn.Parameter(torch.ones(()))
             self.score_bias = nn.Parameter(torch.zeros(()))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     # ----------------------------------------------------------------- features
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -203,50 +198,6 @@ class CrossAttentionMatcher(nn.Module):
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The B x B score matrix of a batch (matching pairs on the diagonal), for the VSE/DBL losses."""
         return self.score(images, tokens, lengths)
-
-    # ----------------------------------------------------------------- saving
-    def save_pretrained(self, directory: Union[str, Path]) -> Path:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.text_encoder.save_pretrained(directory / "text_encoder")
-        self.image_encoder.save_pretrained(directory / "image_encoder")
-        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                 if not k.startswith(("text_encoder.", "image_encoder."))}
-        save_file(heads, str(directory / HEADS_NAME))
-        meta = {"format": FORMAT, "name": self.name, "args": self.args}
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: Union[str, Path]) -> "CrossAttentionMatcher":
-        """Rebuild a saved interaction matcher in eval mode (a run folder's ``final/`` too); clear errors otherwise."""
-        from safetensors.torch import load_file
-
-        from imagetext.encoders import load_encoder
-
-        directory = Path(directory)
-        cfg = directory / CONFIG_NAME
-        if not cfg.is_file():
-            if (directory / "final" / CONFIG_NAME).is_file():
-                return cls.from_pretrained(directory / "final")
-            raise UserError(f"{directory}: not a saved matcher ({CONFIG_NAME} missing)")
-        try:
-            meta = json.loads(cfg.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{cfg}: invalid JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ConfigError(f"{cfg}: not an interaction matcher config (format != {FORMAT!r})")
-        model = cls(load_encoder(directory / "text_encoder"), load_encoder(directory / "image_encoder"),
-                    name=meta.get("name"), **(meta.get("args") or {}))
-        heads = load_file(str(directory / HEADS_NAME))
-        missing, unexpected = model.load_state_dict(heads, strict=False)
-        missing = [k for k in missing if not k.startswith(("text_encoder.", "image_encoder."))]
-        if missing or unexpected:
-            raise ConfigError(f"{directory / HEADS_NAME}: does not match (missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]})")
-        return model.eval()
 
 
 MODEL_LOADERS.register(FORMAT)(lambda directory: CrossAttentionMatcher.from_pretrained(directory))

@@ -32,7 +32,71 @@ CONFIG_NAME = "matcher.json"
 HEADS_NAME = "heads.safetensors"
 
 
-class EmbeddingMatcher(nn.Module):
+class EncoderPairModel(nn.Module):
+    """A text and an image encoder plus trainable heads, saved diffusers-style.
+
+    ``matcher.json`` (format, name, constructor arguments), ``text_encoder/`` and
+    ``image_encoder/`` in the shared encoder format, ``heads.safetensors`` (everything
+    else). Subclasses set :attr:`FORMAT`, keep their constructor arguments in ``self.args``
+    and take ``(text_encoder, image_encoder, name=..., **args)``.
+    """
+
+    FORMAT = ""
+
+    def __init__(self, text_encoder: nn.Module, image_encoder: nn.Module, name: Optional[str] = None) -> None:
+        super().__init__()
+        self.text_encoder, self.image_encoder, self.name = text_encoder, image_encoder, name
+        self.args: Dict[str, Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def save_pretrained(self, directory: Union[str, Path]) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.text_encoder.save_pretrained(directory / "text_encoder")
+        self.image_encoder.save_pretrained(directory / "image_encoder")
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                 if not k.startswith(("text_encoder.", "image_encoder."))}
+        save_file(heads, str(directory / HEADS_NAME))
+        meta = {"format": self.FORMAT, "name": self.name, "args": self.args}
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: Union[str, Path]) -> Any:
+        """Rebuild a saved model in eval mode (a run folder's ``final/`` too); a clear error for anything else."""
+        from safetensors.torch import load_file
+
+        from imagetext.encoders import load_encoder
+
+        directory = Path(directory)
+        cfg = directory / CONFIG_NAME
+        if not cfg.is_file():
+            if (directory / "final" / CONFIG_NAME).is_file():
+                return cls.from_pretrained(directory / "final")
+            raise UserError(f"{directory}: not a saved matcher ({CONFIG_NAME} missing)")
+        try:
+            meta = json.loads(cfg.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cfg}: invalid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != cls.FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else None
+            raise ConfigError(f"{cfg}: holds format {got!r}, not {cls.FORMAT!r} ({cls.__name__})")
+        model = cls(load_encoder(directory / "text_encoder"), load_encoder(directory / "image_encoder"),
+                    name=meta.get("name"), **(meta.get("args") or {}))
+        heads = load_file(str(directory / HEADS_NAME))
+        missing, unexpected = model.load_state_dict(heads, strict=False)
+        missing = [k for k in missing if not k.startswith(("text_encoder.", "image_encoder."))]
+        if missing or unexpected:
+            raise ConfigError(f"{directory / HEADS_NAME}: does not match (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        return model.eval()
+
+
+class EmbeddingMatcher(EncoderPairModel):
     """Image and text towers with GPO pooling; ``embed_images`` / ``embed_texts`` give unit vectors.
 
     Args:
@@ -41,20 +105,17 @@ class EmbeddingMatcher(nn.Module):
         name: the registered name (recorded on save).
     """
 
+    FORMAT = FORMAT
+
     def __init__(self, text_encoder: nn.Module, image_encoder: nn.Module, embed_dim: int = 256,
                  name: Optional[str] = None, d_pe: int = 32, d_hidden: int = 32) -> None:
-        super().__init__()
-        self.text_encoder, self.image_encoder = text_encoder, image_encoder
-        self.embed_dim, self.name = int(embed_dim), name
+        super().__init__(text_encoder, image_encoder, name)
+        self.embed_dim = int(embed_dim)
         self.args = {"embed_dim": self.embed_dim, "d_pe": d_pe, "d_hidden": d_hidden}
         self.image_proj = nn.Linear(image_encoder.dim, self.embed_dim)
         self.text_proj = nn.Linear(text_encoder.dim, self.embed_dim)
         self.image_gpo = GPO(d_pe, d_hidden)
         self.text_gpo = GPO(d_pe, d_hidden)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, E) unit vectors."""
@@ -85,50 +146,6 @@ class EmbeddingMatcher(nn.Module):
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The B x B similarity matrix of a batch (matching pairs on the diagonal)."""
         return self.embed_images(images) @ self.embed_tokens(tokens, lengths).T
-
-    # ----------------------------------------------------------------- saving
-    def save_pretrained(self, directory: Union[str, Path]) -> Path:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.text_encoder.save_pretrained(directory / "text_encoder")
-        self.image_encoder.save_pretrained(directory / "image_encoder")
-        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                 if not k.startswith(("text_encoder.", "image_encoder."))}
-        save_file(heads, str(directory / HEADS_NAME))
-        meta = {"format": FORMAT, "name": self.name, "args": self.args}
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: Union[str, Path]) -> "EmbeddingMatcher":
-        """Rebuild a saved matcher in eval mode; a clear error for anything else."""
-        from safetensors.torch import load_file
-
-        from imagetext.encoders import load_encoder
-
-        directory = Path(directory)
-        cfg = directory / CONFIG_NAME
-        if not cfg.is_file():
-            final = directory / "final"
-            if (final / CONFIG_NAME).is_file():
-                return cls.from_pretrained(final)
-            raise UserError(f"{directory}: not a saved matcher ({CONFIG_NAME} missing)")
-        try:
-            meta = json.loads(cfg.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{cfg}: invalid JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ConfigError(f"{cfg}: not a matcher config (format != {FORMAT!r})")
-        model = cls(load_encoder(directory / "text_encoder"), load_encoder(directory / "image_encoder"),
-                    name=meta.get("name"), **(meta.get("args") or {}))
-        heads = load_file(str(directory / HEADS_NAME))
-        missing, unexpected = model.load_state_dict(heads, strict=False)
-        missing = [k for k in missing if not k.startswith(("text_encoder.", "image_encoder."))]
-        if missing or unexpected:
-            raise ConfigError(f"{directory / HEADS_NAME}: does not match (missing {missing[:5]}, unexpected {unexpected[:5]})")
-        return model.eval()
 
 
 MODEL_LOADERS.register(FORMAT)(lambda directory: EmbeddingMatcher.from_pretrained(directory))

@@ -119,7 +119,7 @@ def test_save_load_round_trip(tmp_path):
             assert torch.equal(loaded.score(images, tokens, lengths), before)
     # an embedding matcher's folder is refused with a clear error
     MATCHERS.build("vse_gpo_tiny", tokenizer=TOKENIZER).save_pretrained(tmp_path / "emb")
-    with pytest.raises(ConfigError, match="not an interaction matcher"):
+    with pytest.raises(ConfigError, match="holds format 'matching.embedding/1', not 'matching.interaction/1'"):
         CrossAttentionMatcher.from_pretrained(tmp_path / "emb")
 
 
