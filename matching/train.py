@@ -260,15 +260,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     from imagetext.data.config import build_split
     from imagetext.data.dataset import ImageTextDataset, collate_fn
-    from imagetext.encoders import needs_word_vocab
-    from imagetext.tokenizer import WordTokenizer
     from imagetext.train import Trainer, parse_config_args
+    from imagetext.train.data import load_splits, word_tokenizer
 
     cfg = parse_config_args(MatchingConfig, argv, description=__doc__, prog="train_matching")
-    if cfg.eval.split == "train":
-        raise ConfigError("eval.split=train: held-out scores must come from another split (e.g. test)")
-    train_split = build_split(cfg.data, "train")
-    test_split = build_split(cfg.data, cfg.eval.split)
+    train_split, test_split = load_splits(cfg.data, cfg.eval.split)
     val_split = None
     if cfg.eval.val_split is not None:
         if cfg.eval.val_split in (cfg.eval.split, "train") or cfg.eval.val_holdout:
@@ -286,10 +282,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         train_split.samples = train_split.samples[:-n]
     if cfg.best_metric is not None and val_split is None:
         raise ConfigError("best_metric needs a validation set: set eval.val_holdout=N or eval.val_split (never the test split)")
-    tokenizer = None
-    if cfg.regime != "offline" and needs_word_vocab(cfg.model.text_encoder):
-        tokenizer = WordTokenizer.build([c for s in train_split.samples for c in s.captions],
-                                        min_count=cfg.model.vocab_min_count)
+    # offline: the anchor's saved encoder brings its own vocabulary
+    tokenizer = None if cfg.regime == "offline" else word_tokenizer(cfg.model.text_encoder, train_split,
+                                                                     cfg.model.vocab_min_count)
     dataset = ImageTextDataset(train_split, image_size=cfg.data.image_size, seed=cfg.seed, train=True,
                                two_captions=False)
     if len(dataset) < cfg.batch_size:

@@ -79,26 +79,17 @@ def build_loader(cfg: PretrainConfig, dataset: Any, split: Any) -> Any:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Train, score on the held-out split, export; returns the results (also ``results.json``)."""
-    from imagetext.data.config import build_split
     from imagetext.data.dataset import ImageTextDataset
-    from imagetext.encoders import needs_word_vocab
-    from imagetext.tokenizer import WordTokenizer
     from imagetext.train import Trainer, parse_config_args
+    from imagetext.train.data import load_splits, word_tokenizer
 
     from .evaluate import evaluate_pair
     from .task import PretrainTask
 
     cfg = parse_config_args(PretrainConfig, argv, description=__doc__, prog="pretrain")
-    if cfg.eval.split == "train":
-        raise ConfigError("eval.split=train: held-out scores must come from another split (e.g. test)")
-    train_split = build_split(cfg.data, "train")
-    test_split = build_split(cfg.data, cfg.eval.split)
+    train_split, test_split = load_splits(cfg.data, cfg.eval.split)
     check_labels(cfg, train_split)
-    text_name, _ = cfg.model.encoder_names()
-    tokenizer = None
-    if needs_word_vocab(text_name):
-        tokenizer = WordTokenizer.build([c for s in train_split.samples for c in s.captions],
-                                        min_count=cfg.model.vocab_min_count)
+    tokenizer = word_tokenizer(cfg.model.encoder_names()[0], train_split, cfg.model.vocab_min_count)
     report_truncation(task_limit(cfg, tokenizer), train_split)
     dataset = ImageTextDataset(train_split, image_size=cfg.data.image_size, seed=cfg.seed, train=True,
                                two_captions=cfg.loss.branches == 2)
