@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 import torch
 
+from imagetext.cliargs import write_text_atomic
 from imagetext.data.config import DataConfig
 from imagetext.errors import ConfigError
 from imagetext.train import TrainConfig, TrainTask
@@ -317,23 +318,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if anchor is not None:
             results["anchor"] = evaluate_matcher(anchor, test_split, **kw)
             results["rsum_gain"] = results["target"]["rsum"] - results["anchor"]["rsum"]
-        (Path(cfg.output_dir) / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        write_text_atomic(Path(cfg.output_dir) / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     acc.wait_for_everyone()
     return results
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    from imagetext.errors import UserError
+def _summary(res: Dict[str, Any]) -> str:
+    t = res["target"]
+    line = f"held-out ({res['regime']}): rsum={t['rsum']:.2f} i2t_r1={t['i2t_r1']:.2f} t2i_r1={t['t2i_r1']:.2f}"
+    return line + (f"; anchor rsum={res['anchor']['rsum']:.2f}" if "anchor" in res else "")
 
-    try:
-        res = main(argv)
-    except UserError as e:
-        print(f"train_matching: error: {e}", file=sys.stderr)
-        return 2
-    if res:
-        t = res["target"]
-        line = f"held-out ({res['regime']}): rsum={t['rsum']:.2f} i2t_r1={t['i2t_r1']:.2f} t2i_r1={t['t2i_r1']:.2f}"
-        if "anchor" in res:
-            line += f"; anchor rsum={res['anchor']['rsum']:.2f}"
-        print(line)
-    return 0
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """Entry point: user mistakes are one line on stderr (exit 2), never a traceback."""
+    from imagetext.train.cli import run_script
+
+    return run_script(main, "train_matching", argv, _summary)

@@ -153,10 +153,9 @@ def _now() -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and os.replace, so a killed run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from ..cliargs import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 # ----------------------------------------------------------------- one cell

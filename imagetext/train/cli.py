@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from ..config import load_config
 
@@ -29,3 +29,24 @@ def parse_config_args(cls: Type[T], argv: Optional[List[str]] = None, descriptio
     """``cls`` from ``--config FILE key=value ...`` (``argv`` defaults to ``sys.argv[1:]``)."""
     args = config_parser(description, prog).parse_args(argv)
     return load_config(cls, args.config, args.overrides)
+
+
+def run_script(main: Callable[[Optional[List[str]]], Dict[str, Any]], prog: str, argv: Optional[List[str]] = None,
+               summary: Optional[Callable[[Dict[str, Any]], str]] = None) -> int:
+    """A training script's entry point: user mistakes are one line on stderr (exit 2), never a traceback.
+
+    ``main`` returns the results (empty on processes other than the main one); ``summary`` turns
+    them into the line printed at the end.
+    """
+    import sys
+
+    from ..errors import UserError
+
+    try:
+        res = main(argv)
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    if res and summary is not None:
+        print(summary(res))
+    return 0

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from imagetext.cliargs import write_text_atomic
 from imagetext.errors import ConfigError, DataError
 
 from .config import PretrainConfig
@@ -121,21 +122,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                             folds=cfg.eval.rprecision_folds, batch_size=cfg.eval.batch_size,
                             max_images=cfg.eval.max_images, seed=cfg.seed),
         }
-        (Path(cfg.output_dir) / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        write_text_atomic(Path(cfg.output_dir) / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     acc.wait_for_everyone()
     return results
 
 
+def _summary(res: Dict[str, Any]) -> str:
+    keys = ("t2i_r1", "t2i_r5", "i2t_r1", "i2t_r5", "r_precision", "knn_text", "knn_image")
+    return "held-out: " + ", ".join(f"{k}={res[k]:.4g}" for k in keys if isinstance(res.get(k), float))
+
+
 def cli(argv: Optional[List[str]] = None) -> int:
     """Entry point: user mistakes are one line on stderr (exit 2), never a traceback."""
-    from imagetext.errors import UserError
+    from imagetext.train.cli import run_script
 
-    try:
-        res = main(argv)
-    except UserError as e:
-        print(f"pretrain: error: {e}", file=sys.stderr)
-        return 2
-    if res:
-        keys = ("t2i_r1", "t2i_r5", "i2t_r1", "i2t_r5", "r_precision", "knn_text", "knn_image")
-        print("held-out: " + ", ".join(f"{k}={res[k]:.4g}" for k in keys if isinstance(res.get(k), float)))
-    return 0
+    return run_script(main, "pretrain", argv, _summary)
