@@ -259,28 +259,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
-    from imagetext.data.config import build_split
     from imagetext.data.dataset import ImageTextDataset, collate_fn
     from imagetext.train import Trainer, parse_config_args
-    from imagetext.train.data import load_splits, word_tokenizer
+    from imagetext.train.data import load_splits, validation_split, word_tokenizer
 
     cfg = parse_config_args(MatchingConfig, argv, description=__doc__, prog="train_matching")
     train_split, test_split = load_splits(cfg.data, cfg.eval.split)
-    val_split = None
-    if cfg.eval.val_split is not None:
-        if cfg.eval.val_split in (cfg.eval.split, "train") or cfg.eval.val_holdout:
-            raise ConfigError(f"eval.val_split={cfg.eval.val_split}: must differ from the test split and the training "
-                              "split, and not be combined with eval.val_holdout")
-        val_split = build_split(cfg.data, cfg.eval.val_split)
-    elif cfg.eval.val_holdout:
-        n = cfg.eval.val_holdout
-        if not 2 <= n < len(train_split.samples) - cfg.batch_size:
-            raise ConfigError(f"eval.val_holdout={n}: need 2 <= n and enough training images left for a batch "
-                              f"({len(train_split.samples)} in the split, batch_size={cfg.batch_size})")
-        val_split = copy.copy(train_split)
-        val_split.samples = train_split.samples[-n:]
-        train_split = copy.copy(train_split)
-        train_split.samples = train_split.samples[:-n]
+    train_split, val_split = validation_split(cfg.data, train_split, cfg.eval.val_split, cfg.eval.val_holdout,
+                                              cfg.eval.split, cfg.batch_size)
     if cfg.best_metric is not None and val_split is None:
         raise ConfigError("best_metric needs a validation set: set eval.val_holdout=N or eval.val_split (never the test split)")
     # offline: the anchor's saved encoder brings its own vocabulary

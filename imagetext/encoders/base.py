@@ -115,13 +115,7 @@ class PretrainedEncoder(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format": _FORMAT,
-            "kind": self.kind,
-            "class": type(self).__name__,
-            "name": self.registered_name,
-            "args": self._config,
-        }
+        meta = encoder_meta(self)
         self._save_extra(directory)
         save_model(self, str(directory / WEIGHTS_NAME))
         (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -160,9 +154,7 @@ class PretrainedEncoder(nn.Module):
             raise ConfigError(f"{cfg_path}: holds a {target.__name__}, not a {cls.__name__}")
         if not (directory / WEIGHTS_NAME).is_file():
             raise UserError(f"{directory}: {WEIGHTS_NAME} missing")
-        model = target(**target._reload_kwargs(dict(meta.get("args") or {}), directory))
-        model._config = dict(meta.get("args") or {})  # keep the original args (paths, tags) on resave
-        model.registered_name = meta.get("name")
+        model = encoder_from_config(meta, directory)
         missing, unexpected = load_model(model, str(directory / WEIGHTS_NAME), strict=False)
         if missing or unexpected:
             raise ConfigError(
@@ -216,6 +208,31 @@ class ImageEncoder(PretrainedEncoder):
     def _check_images(images: torch.Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be B x 3 x H x W, got {tuple(images.shape)}")
+
+
+def encoder_from_config(meta: Dict[str, Any], directory: Optional[Path] = None) -> "PretrainedEncoder":
+    """A saved encoder's architecture from its ``config.json`` content (``class``, ``args``, ``name``), untrained.
+
+    Models that embed an encoder (e.g. a GAN generator holding a frozen CLIP tower) save its
+    config and rebuild it with this; their own weights file then fills it.
+    """
+    from ..registry import _import_builtin_modules
+
+    _import_builtin_modules()
+    target = _CLASSES.get(meta.get("class", ""))
+    if target is None:
+        raise ConfigError(f"unknown encoder class {meta.get('class')!r}")
+    args = dict(meta.get("args") or {})
+    model = target(**target._reload_kwargs(dict(args), directory or Path(".")))
+    model._config = args  # keep the original args (paths, tags) on resave
+    model.registered_name = meta.get("name")
+    return model
+
+
+def encoder_meta(model: "PretrainedEncoder") -> Dict[str, Any]:
+    """What :func:`encoder_from_config` needs to rebuild ``model``'s architecture."""
+    return {"format": _FORMAT, "kind": model.kind, "class": type(model).__name__, "name": model.registered_name,
+            "args": model.config}
 
 
 def lengths_to_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:

@@ -22,10 +22,6 @@ from imagetext.errors import ConfigError, DataError
 from .config import PretrainConfig
 
 
-def _labels_of(split: Any, multi_label: bool) -> List[Any]:
-    return [tuple(s.labels) if multi_label else (s.labels[0] if s.labels else -1) for s in split.samples]
-
-
 def check_labels(cfg: PretrainConfig, split: Any) -> None:
     """Label-guided terms need labels and at least two classes; say so before training."""
     lc = cfg.loss
@@ -65,17 +61,9 @@ def report_truncation(limit: Optional[int], split: Any) -> None:
 
 
 def build_loader(cfg: PretrainConfig, dataset: Any, split: Any) -> Any:
-    from torch.utils.data import DataLoader
+    from imagetext.train.data import build_train_loader
 
-    from imagetext.data.dataset import MPerClassSampler, collate_fn
-
-    if cfg.sampler.kind == "m_per_class":
-        sampler = MPerClassSampler(_labels_of(split, split.multi_label), cfg.sampler.m, cfg.batch_size, seed=cfg.seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=cfg.num_workers)
-    if len(dataset) < cfg.batch_size:
-        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(dataset)} training images")
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn,
-                      num_workers=cfg.num_workers)
+    return build_train_loader(dataset, split, cfg.batch_size, cfg.sampler.kind, cfg.sampler.m, cfg.seed, cfg.num_workers)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:

@@ -1,0 +1,125 @@
+"""Building blocks shared by the one-stage GANs (DF-GAN, GALIP's up-blocks, SSA-GAN).
+
+Written from the formulas in METHODS.md §3 (DF-GAN): a deep-fusion block is two stacked
+conditional affine layers, each ``γ(c) · h + β(c)`` with per-channel γ, β from a two-layer
+MLP of the condition ``c = [z; ē]`` (γ's last layer starts at weight 0 / bias 1, β's at 0 / 0,
+so every block starts as the identity), each followed by LeakyReLU(0.2).
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def generator_channels(nf: int, imsize: int) -> List[Tuple[int, int]]:
+    """(in, out) channels of the up-blocks taking 4x4 to ``imsize`` (widest first, capped at 8·nf)."""
+    _check_size(imsize)
+    widths = [nf * min(2 ** i, 8) for i in range(int(math.log2(imsize)) - 1)][::-1]
+    return list(zip(widths[:-1], widths[1:]))
+
+
+def discriminator_channels(nf: int, imsize: int) -> List[Tuple[int, int]]:
+    """(in, out) channels of the down-blocks taking ``imsize`` to 4x4 (narrowest first)."""
+    _check_size(imsize)
+    widths = [nf * min(2 ** i, 8) for i in range(int(math.log2(imsize)) - 1)]
+    return list(zip(widths[:-1], widths[1:]))
+
+
+def _check_size(imsize: int) -> None:
+    if imsize < 8 or imsize & (imsize - 1):
+        raise ValueError(f"image size must be a power of two >= 8, got {imsize}")
+
+
+class ConditionalAffine(nn.Module):
+    """``γ(c) ⊙ h + β(c)`` with channel-wise γ, β from two-layer MLPs of the condition."""
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+        self.beta = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+        nn.init.zeros_(self.gamma[2].weight)
+        nn.init.ones_(self.gamma[2].bias)
+        nn.init.zeros_(self.beta[2].weight)
+        nn.init.zeros_(self.beta[2].bias)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.beta(cond)[:, :, None, None], self.gamma(cond)[:, :, None, None], h)
+
+
+class FusionBlock(nn.Module):
+    """Deep fusion: affine -> LeakyReLU -> affine -> LeakyReLU."""
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.affine1 = ConditionalAffine(cond_dim, channels)
+        self.affine2 = ConditionalAffine(cond_dim, channels)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.affine1(h, cond), 0.2)
+        return F.leaky_relu(self.affine2(h, cond), 0.2)
+
+
+class UpBlock(nn.Module):
+    """Nearest x2 (optional), then ``shortcut(x) + conv(fuse(conv(fuse(x))))``; 1x1 shortcut when widths differ."""
+
+    def __init__(self, cond_dim: int, cin: int, cout: int, upsample: bool = True) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.fuse1 = FusionBlock(cond_dim, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.fuse2 = FusionBlock(cond_dim, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, cond)), cond))
+        return self.skip(x) + h
+
+
+class DownBlock(nn.Module):
+    """Residual down-block: ``avgpool(skip(x)) + g · [conv4x4/2 -> lrelu -> conv3x3 -> lrelu](x)``, g starts at 0.
+
+    The 1x1 skip exists even when the widths agree (it is then unused), as in the published
+    model, so parameter counts compare one to one.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.LeakyReLU(0.2),
+        )
+        self.skip = nn.Conv2d(cin, cout, 1)
+        self.use_skip = cin != cout
+        self.gain = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.skip(x) if self.use_skip else x
+        return F.avg_pool2d(s, 2) + self.gain * self.residual(x)
+
+
+class ConditionHead(nn.Module):
+    """The conditional logit: image features (B, C, 4, 4) + sentence tiled to 4x4 -> conv -> conv4x4 -> (B,)."""
+
+    def __init__(self, channels: int, cond_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.cond_dim = cond_dim
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + cond_dim, hidden, 3, 1, 1, bias=False), nn.LeakyReLU(0.2),
+            nn.Conv2d(hidden, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        s = sentence[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
+        return self.net(torch.cat([features, s.to(features.dtype)], 1)).flatten(1).mean(1)
+
+
+class ToRGB(nn.Sequential):
+    def __init__(self, channels: int) -> None:
+        super().__init__(nn.LeakyReLU(0.2), nn.Conv2d(channels, 3, 3, 1, 1), nn.Tanh())
