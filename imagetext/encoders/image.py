@@ -299,12 +299,20 @@ class OpenCLIPVisionEncoder(ImageEncoder):
         self.proj = nn.Linear(embed, dim) if dim is not None and dim != embed else None
         self.dim = dim if dim is not None else embed
 
-    def forward(self, images: torch.Tensor) -> ImageFeatures:  # type: ignore[override]
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> the tower's input: resized to ``image_size``, standardised with ``mean``/``std``.
+
+        The one place this conversion happens: ``forward`` and models that feed the tower's
+        blocks themselves (GALIP's discriminator) both call it, so nothing normalises twice.
+        """
         self._check_images(images)
         x = (images + 1) / 2
         if tuple(x.shape[-2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bicubic", align_corners=False, antialias=True)
-        x = (x - self.mean) / self.std
+        return (x - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> ImageFeatures:  # type: ignore[override]
+        x = self.normalise(images)
         if not self.is_vit:
             pooled = self.visual(x)
             return ImageFeatures(regions=None, global_=self.proj(pooled) if self.proj is not None else pooled)

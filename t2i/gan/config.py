@@ -37,6 +37,9 @@ class EncoderSection:
     text_kwargs: Dict[str, Any] = field(default_factory=dict)
     image_kwargs: Dict[str, Any] = field(default_factory=dict)
     vocab_min_count: int = 1
+    # Side the image encoder reads (fakes are resized to it for SupCon and R-precision); None: the
+    # phase-1 run's data.image_size when encoders.path has its config.yaml, else the generator's size.
+    image_size: Optional[int] = None
 
 
 @dataclass
@@ -44,7 +47,7 @@ class ModelSection:
     variant: str = "dfgan"  # a name in imagetext.registry.GANS
     imsize: int = 64
     kwargs: Dict[str, Any] = field(default_factory=dict)  # the variant's builder arguments (nf, noise_dim, lr_g, ...)
-    ema_decay: float = 0.999  # generator EMA (what is sampled, validated and exported)
+    ema_decay: float = 0.999  # generator EMA (sampled, validated, exported); warmed up as min(decay, (1+t)/(10+t))
     ema_start: int = 0  # steps before the EMA starts tracking (it copies G until then)
     channels_last: bool = True  # NHWC convolutions (faster on GPUs and recent CPUs)
     fused_adam: bool = True  # torch's fused Adam where the device has it

@@ -23,14 +23,15 @@ class DFGenerator(nn.Module):
 
     def __init__(self, nf: int, noise_dim: int, cond_dim: int, imsize: int) -> None:
         super().__init__()
-        self.nf = nf
-        self.fc = nn.Linear(noise_dim, nf * 8 * 4 * 4)
-        self.blocks = nn.ModuleList(UpBlock(noise_dim + cond_dim, cin, cout) for cin, cout in generator_channels(nf, imsize))
+        chans = generator_channels(nf, imsize)
+        self.width = chans[0][0]  # 8nf from 32 px up (narrower below: fewer doublings)
+        self.fc = nn.Linear(noise_dim, self.width * 4 * 4)
+        self.blocks = nn.ModuleList(UpBlock(noise_dim + cond_dim, cin, cout) for cin, cout in chans)
         self.to_rgb = ToRGB(self.blocks[-1].conv2.out_channels)
 
     def forward(self, noise: torch.Tensor, cond: Condition) -> torch.Tensor:
         c = torch.cat([noise, cond.sentence.to(noise.dtype)], 1)
-        h = self.fc(noise).view(noise.shape[0], self.nf * 8, 4, 4)
+        h = self.fc(noise).view(noise.shape[0], self.width, 4, 4)
         for block in self.blocks:
             h = block(h, c)
         return self.to_rgb(h)
@@ -43,7 +44,7 @@ class DFDiscriminator(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, nf, 3, 1, 1)
         self.blocks = nn.Sequential(*(DownBlock(cin, cout) for cin, cout in discriminator_channels(nf, imsize)))
-        self.head = ConditionHead(nf * 8, cond_dim, nf * 2)
+        self.head = ConditionHead(discriminator_channels(nf, imsize)[-1][1], cond_dim, nf * 2)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(images))

@@ -33,7 +33,8 @@ class GeneratedScorer:
     def __init__(self, split: Any, imsize: int, n: int, extractor: str = "synth",
                  extractor_kwargs: Optional[Dict[str, Any]] = None, world: Optional[str] = None,
                  text_encoder: Optional[nn.Module] = None, image_encoder: Optional[nn.Module] = None,
-                 batch_size: int = 100, kid_subsets: int = 50, seed: int = 0, device: Any = "cpu") -> None:
+                 batch_size: int = 100, kid_subsets: int = 50, seed: int = 0, device: Any = "cpu",
+                 encoder_size: Optional[int] = None) -> None:
         from imagetext.metrics.engine import extract
         from imagetext.registry import FEATURE_EXTRACTORS
 
@@ -50,6 +51,7 @@ class GeneratedScorer:
         self.caption_ids = [ids.setdefault(p, len(ids)) for p in self.prompts]  # equal prompts are never mismatched
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
         self.batch_size, self.kid_subsets, self.seed, self.device = batch_size, kid_subsets, seed, device
+        self.encoder_size = encoder_size
         real = split_images(split, imsize, n)
         self.real = extract(self.extractor, (real + 1) / 2, batch_size=batch_size, keep_features=True,
                             progress=False, num_workers=0, device=device)
@@ -78,10 +80,13 @@ class GeneratedScorer:
     def rprecision(self, fake: torch.Tensor) -> Dict[str, float]:
         from imagetext.metrics.rprecision import r_precision
 
+        from .task import resize_for_encoder
+
         dev = next(self.image_encoder.parameters()).device
         img, txt = [], []
         for i in range(0, len(fake), self.batch_size):
-            img.append(self.image_encoder(fake[i:i + self.batch_size].to(dev)).global_.float().cpu())
+            x = resize_for_encoder(fake[i:i + self.batch_size].to(dev), self.encoder_size)
+            img.append(self.image_encoder(x).global_.float().cpu())
             txt.append(self.text_encoder.encode_text(self.prompts[i:i + self.batch_size]).sentence.float().cpu())
         n = len(fake)
         folds = max(1, min(10, n // 100))

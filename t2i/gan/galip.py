@@ -66,7 +66,8 @@ def _vit_width(tower: OpenCLIPVisionEncoder) -> int:
 
 def _run_block(tower: OpenCLIPVisionEncoder, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """One frozen resblock on (B, N, width) tokens, whatever layout the tower's transformer uses."""
-    if getattr(tower.visual.transformer, "batch_first", True):
+    # open_clip versions without the attribute ran their blocks sequence-first
+    if getattr(tower.visual.transformer, "batch_first", False):
         return block(x)
     return block(x.transpose(0, 1)).transpose(0, 1)
 

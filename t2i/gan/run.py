@@ -23,6 +23,17 @@ from imagetext.errors import ConfigError, UserError
 from .config import GanConfig
 
 
+def encoder_image_size(cfg: GanConfig) -> Optional[int]:
+    """The side the frozen image encoder was trained at (see ``encoders.image_size``)."""
+    if cfg.encoders.image_size is not None or not cfg.encoders.path:
+        return cfg.encoders.image_size
+    from imagetext.train.checkpoints import read_config
+
+    saved = read_config(Path(cfg.encoders.path) / "config.yaml") or {}
+    size = (saved.get("data") or {}).get("image_size")
+    return int(size) if isinstance(size, int) else None
+
+
 def load_encoders(cfg: GanConfig, train_split: Any) -> Tuple[Any, Optional[Any]]:
     """(text encoder, image encoder): the phase-1 export at ``encoders.path``, or fresh ones."""
     from imagetext.encoders import build_image_encoder, build_text_encoder, load_encoder
@@ -38,8 +49,9 @@ def load_encoders(cfg: GanConfig, train_split: Any) -> Tuple[Any, Optional[Any]]
         text = load_encoder(d / "text_encoder")
         image = load_encoder(d / "image_encoder") if (d / "image_encoder").is_dir() else None
         return text, image
-    print(f"train_t2i: note: encoders.path is unset: fresh, randomly initialised {e.text}/{e.image} encoders "
-          "(a fixed random text embedding; use a phase-1 export for real runs)", file=sys.stderr)
+    if not (e.text_kwargs.get("pretrained") or e.image_kwargs.get("pretrained")):
+        print(f"train_t2i: note: encoders.path is unset: fresh, randomly initialised {e.text}/{e.image} encoders "
+              "(a fixed random text embedding; use a phase-1 export for real runs)", file=sys.stderr)
     tok = word_tokenizer(e.text, train_split, e.vocab_min_count)
     text = build_text_encoder(e.text, tokenizer=tok, **e.text_kwargs)
     image = build_image_encoder(e.image, **e.image_kwargs)
@@ -103,13 +115,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     scorer_args = dict(imsize=cfg.model.imsize, extractor=cfg.eval.extractor, extractor_kwargs=cfg.eval.extractor_kwargs,
                        world=cfg.data.source, text_encoder=text, image_encoder=image, batch_size=cfg.eval.batch_size,
+                       encoder_size=encoder_image_size(cfg),
                        kid_subsets=cfg.eval.kid_subsets, seed=cfg.seed)
     validator = None
     if cfg.validate_every:
         validator = GeneratedScorer(val_split, n=min(cfg.eval.n_images, len(val_split.samples)), device=device,
                                     **scorer_args)
     prompts = fixed_prompts(val_split or test_split, cfg.sample.prompts)
-    task = GanTask(cfg, text, image, multi_label=train_split.multi_label, fixed_prompts=prompts, validator=validator)
+    task = GanTask(cfg, text, image, multi_label=train_split.multi_label, fixed_prompts=prompts, validator=validator,
+                   encoder_size=encoder_image_size(cfg))
     trainer = Trainer(task, cfg, loader)
     start = trainer.position.step
     t0 = time.perf_counter()

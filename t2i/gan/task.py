@@ -48,6 +48,14 @@ def build_variant(cfg: GanConfig, cond_dim: int, image_encoder: Optional[nn.Modu
         raise ConfigError(f"model ({cfg.model.variant}): {e}") from None
 
 
+def resize_for_encoder(images: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """``images`` at the side the image encoder was trained at (bilinear, antialiased when shrinking)."""
+    if size is None or images.shape[-1] == size:
+        return images
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=images.shape[-1] > size)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     module.eval()
     for p in module.parameters():
@@ -71,7 +79,8 @@ class GanTask(TrainTask):
     manual_optimization = True
 
     def __init__(self, cfg: GanConfig, text_encoder: nn.Module, image_encoder: Optional[nn.Module],
-                 multi_label: bool = False, fixed_prompts: Optional[List[str]] = None, validator: Any = None) -> None:
+                 multi_label: bool = False, fixed_prompts: Optional[List[str]] = None, validator: Any = None,
+                 encoder_size: Optional[int] = None) -> None:
         self.cfg = cfg
         self.text_encoder = freeze(text_encoder)
         self.image_encoder = freeze(image_encoder) if image_encoder is not None else None
@@ -92,6 +101,7 @@ class GanTask(TrainTask):
         self.supcon = SupConLoss(c.temperature, c.positives) if c.weight > 0 else None
         self.fixed_prompts = list(fixed_prompts or [])
         self.validator = validator
+        self.encoder_size = encoder_size
         self._placed = False
 
     # -- helpers ---------------------------------------------------------------------------
@@ -121,7 +131,9 @@ class GanTask(TrainTask):
     @torch.no_grad()
     def update_ema(self, step: int) -> None:
         g = self.accelerator.unwrap_model(self.models["G"]) if self.accelerator is not None else self.models["G"]
-        decay = self.cfg.model.ema_decay if step >= self.cfg.model.ema_start else 0.0
+        # warm-up (1 + t) / (10 + t): early EMAs would otherwise be mostly the random init for
+        # 1 / (1 - decay) steps, which is most of a short CPU run
+        decay = min(self.cfg.model.ema_decay, (1.0 + step) / (10.0 + step)) if step >= self.cfg.model.ema_start else 0.0
         for e, p in zip(self.ema.parameters(), g.parameters()):
             if p.requires_grad:
                 e.lerp_(p.detach(), 1.0 - decay)
@@ -130,50 +142,60 @@ class GanTask(TrainTask):
 
     # -- one step --------------------------------------------------------------------------
 
-    def training_step(self, batch: Dict[str, Any], step: int) -> Dict[str, torch.Tensor]:
-        acc, cfg, v = self.accelerator, self.cfg, self.variant
-        G, D = self.models["G"], self.models["D"]
-        opt_g, opt_d = self.optimizers["G"], self.optimizers["D"]
+    def prepare_batch(self, batch: Dict[str, Any]) -> tuple:
+        """(real, noise, condition, per-branch batch size) for one step; two branches repeat images and noise."""
+        cfg, v = self.cfg, self.variant
         real = batch["image"].to(self.device)
         if cfg.model.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         b = real.shape[0]
         two = cfg.contrast.branches == 2
-        captions = list(batch["caption"]) + (list(batch["caption2"]) if two else [])
-        cond = self.condition(captions)
+        cond = self.condition(list(batch["caption"]) + (list(batch["caption2"]) if two else []))
         noise = v.sample_noise(b, device=self.device)
         if two:  # the second branch: the same images and noise, the other caption
             real, noise = torch.cat([real, real]), torch.cat([noise, noise])
-        fake = G(noise, cond)
+        return real, noise, cond, b
 
-        # D step (on the detached fakes)
-        d_out = v.d_losses(D, real, fake, cond)
-        acc.backward(sum(t for k, t in d_out.items() if k.endswith("_loss")))
-        opt_d.step()
-        opt_d.zero_grad(set_to_none=True)
+    def d_step(self, real: torch.Tensor, fake: torch.Tensor, cond: Condition) -> Dict[str, torch.Tensor]:
+        """One discriminator update on the detached fakes."""
+        d_out = self.variant.d_losses(self.models["D"], real, fake, cond)
+        self.accelerator.backward(sum(t for k, t in d_out.items() if k.endswith("_loss")))
+        self.optimizers["D"].step()
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        return d_out
 
-        # G step: D frozen and unsynchronised, so nothing of this backward reaches or syncs D
+    def g_step(self, fake: torch.Tensor, cond: Condition, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
+        """One generator update through ``fake``'s graph; D is frozen and unsynchronised meanwhile,
+        so nothing of this backward reaches (or all-reduces) D."""
+        D, acc = self.models["D"], self.accelerator
         d_params = [p for p in D.parameters() if p.requires_grad]
         for p in d_params:
             p.requires_grad_(False)
         try:
             with acc.no_sync(D):
-                g_out = v.g_losses(D, fake, cond)
+                g_out = self.variant.g_losses(D, fake, cond)
                 if self.supcon is not None:
                     g_out.update(self.contrast_loss(fake, batch, b))
                 acc.backward(sum(t for k, t in g_out.items() if k.endswith("_loss")))
         finally:
             for p in d_params:
                 p.requires_grad_(True)
-        opt_g.step()
-        opt_g.zero_grad(set_to_none=True)
+        self.optimizers["G"].step()
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        return g_out
+
+    def training_step(self, batch: Dict[str, Any], step: int) -> Dict[str, torch.Tensor]:
+        real, noise, cond, b = self.prepare_batch(batch)
+        fake = self.models["G"](noise, cond)  # once: the D step reads it detached, the G step through its graph
+        d_out = self.d_step(real, fake, cond)
+        g_out = self.g_step(fake, cond, batch, b)
         self.update_ema(step)
         return {**d_out, **g_out}
 
     def contrast_loss(self, fake: torch.Tensor, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
         """SupCon between the image encoder's embeddings of branch 1's and branch 2's fakes (global batch)."""
         c = self.cfg.contrast
-        emb = self.image_encoder(fake).global_.float()
+        emb = self.image_encoder(resize_for_encoder(fake, self.encoder_size)).global_.float()
         labels = self._labels(batch).to(self.device) if c.use_labels else batch["index"].to(self.device)
         ids = batch["index"].to(self.device)
         e1, e2 = gather_with_grad(emb[:b]), gather_with_grad(emb[b:])
@@ -212,5 +234,15 @@ class GanTask(TrainTask):
     def validate(self, step: int) -> Optional[Dict[str, float]]:
         if self.validator is None:
             return None
-        return self.validator(lambda caps, seed: self.generate(caps, seed, self.cfg.eval.truncation,
-                                                               self.cfg.eval.batch_size))
+        scores = self.validator(lambda caps, seed: self.generate(caps, seed, self.cfg.eval.truncation,
+                                                                 self.cfg.eval.batch_size))
+        if self.accelerator is None or self.accelerator.is_main_process:
+            # the learning curve as data (TensorBoard has it too): one JSON row per validation
+            import json
+            from pathlib import Path
+
+            row = {"step": step, "images_seen": step * self.cfg.batch_size * self.cfg.contrast.branches *
+                   (self.accelerator.num_processes if self.accelerator is not None else 1), **scores}
+            with open(Path(self.cfg.output_dir) / "validation.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        return scores
