@@ -16,6 +16,7 @@ GROUPS = [
     ("data", "imagetext.data.cli", "make, inspect and validate data sets"),
     ("eval", "imagetext.metrics.cli", "FID, KID, IS, R-precision, CLIPScore, retrieval, faithfulness"),
     ("index", "matching.cli", "build and search a FAISS gallery with a trained matcher"),
+    ("generate", "t2i.cli", "draw images from prompts with a trained GAN"),
 ]
 
 

@@ -126,8 +126,9 @@ def _import_builtin_modules() -> None:
                 raise
 
 
-# Config files a saved model folder may carry, each with a "format" field naming its loader.
-_MODEL_CONFIGS = ("matcher.json", "config.json")
+# Config files a saved model folder may carry, each with a "format" field naming its loader
+# (matchers: matcher.json; text-to-image pipelines: pipeline.json; others: config.json).
+_MODEL_CONFIGS = ("matcher.json", "pipeline.json", "config.json")
 
 
 def load_saved_model(directory: Any) -> Any:

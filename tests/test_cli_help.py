@@ -37,6 +37,7 @@ COMMANDS: List[Tuple[str, ...]] = [
     ("index",),
     ("index", "build"),
     ("index", "search"),
+    ("generate",),
 ]
 
 # Modules whose import costs seconds; none may be loaded to print help.

@@ -4,6 +4,10 @@ Inputs name where images come from:
     DIR                       a folder of images (recursive); with one metadata.jsonl, the images it lists
     FILE.npz                  precomputed statistics (mu, sigma), FID only
     dataset:NAME:SPLIT[:N]    a registered data set (birds, scenes, or cub/coco/karpathy/folder with --data-root)
+    model:DIR                 generate-then-score (--fake, or --images of is/rprecision/faithfulness only):
+                              a trained text-to-image model draws one image per prompt of --real (its
+                              first caption per image) or of --prompts-from, seeded by --gen-seed
+                              (default --seed), in memory; the JSON records model, n and seed
 Metrics that need prompts (clipscore, faithfulness, rprecision) read a folder in the
 generic folder format (images + metadata.jsonl with "image", "caption(s)" and, on the
 synthetic worlds, "caption_attributes"), or dataset:NAME:SPLIT (real images with their
@@ -84,7 +88,26 @@ def _data(p: argparse.ArgumentParser) -> None:
 def _pair(p: argparse.ArgumentParser, npz: bool) -> None:
     kinds = "DIR, FILE.npz or dataset:NAME:SPLIT[:N]" if npz else "DIR or dataset:NAME:SPLIT[:N]"
     p.add_argument("--real", required=True, metavar="INPUT", help=f"reference images: {kinds}")
-    p.add_argument("--fake", required=True, metavar="INPUT", help=f"generated images: {kinds}")
+    p.add_argument("--fake", required=True, metavar="INPUT",
+                   help=f"generated images: {kinds}, or model:DIR (a trained text-to-image model draws one image "
+                        "per prompt of --real, or of --prompts-from)")
+    _generation(p, pair=True)
+
+
+def _generation(p: argparse.ArgumentParser, pair: bool) -> None:
+    """Options of model:DIR inputs (generate-then-score)."""
+    g = p.add_argument_group("generation (model:DIR inputs)")
+    default = "default: --real's" if pair else "required with model:DIR"
+    g.add_argument("--prompts-from", metavar="INPUT",
+                   help=f"the prompts a model:DIR input draws, the first caption of each image of "
+                        f"dataset:NAME:SPLIT[:N] or a folder with metadata.jsonl ({default})")
+    g.add_argument("--gen-seed", type=seed_int, default=None, metavar="SEED",
+                   help="noise seed of the generated images (default: --seed)")
+    g.add_argument("--gen-batch-size", type=positive_int, default=64, metavar="N",
+                   help="prompts per generator forward pass (default 64; the images do not depend on it)")
+
+
+MODEL_IMAGES_HELP = " or model:DIR with --prompts-from INPUT (generate-then-score)"
 
 
 def _kid_opts(p: argparse.ArgumentParser) -> None:
@@ -120,14 +143,17 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     _output(p)
 
     p = cmd("is", "Inception Score (synth: species/category logits; inception: needs the .pth weights)", _is)
-    p.add_argument("--images", required=True, metavar="INPUT", help="DIR or dataset:NAME:SPLIT[:N]")
+    p.add_argument("--images", required=True, metavar="INPUT", help="DIR or dataset:NAME:SPLIT[:N]" + MODEL_IMAGES_HELP)
+    _generation(p, pair=False)
     p.add_argument("--splits", type=positive_int, default=10, help="splits for mean ± std (default 10; at most the number of images)")
     _features(p, ["synth", "inception"])
     _data(p)
     _output(p)
 
     p = cmd("rprecision", "R-precision with DAMSM-style encoders (true caption vs 99 mismatched)", _rprecision)
-    p.add_argument("--images", required=True, metavar="INPUT", help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT")
+    p.add_argument("--images", required=True, metavar="INPUT",
+                   help="folder with prompts (metadata.jsonl) or dataset:NAME:SPLIT" + MODEL_IMAGES_HELP)
+    _generation(p, pair=False)
     p.add_argument("--text-encoder", required=True, metavar="DIR", help="folder written by a text encoder's save_pretrained")
     p.add_argument("--image-encoder", required=True, metavar="DIR", help="folder written by an image encoder's save_pretrained")
     p.add_argument("--exclude-same-class", action="store_true", help="draw mismatched captions from other classes only")
@@ -164,7 +190,8 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
     p = cmd("faithfulness", "does each image show what its prompt names? (synthetic worlds)", _faithfulness)
     p.add_argument("--images", required=True, metavar="INPUT",
-                   help="folder with prompts + caption_attributes, or dataset:birds|scenes:SPLIT")
+                   help="folder with prompts + caption_attributes, or dataset:birds|scenes:SPLIT" + MODEL_IMAGES_HELP)
+    _generation(p, pair=False)
     _features(p, ["synth"])
     _data(p)
     _output(p)
@@ -269,7 +296,9 @@ def _inputs(out: Dict[str, Any], args: argparse.Namespace, **sets: Any) -> None:
         summ = s.summary()
         summ["spec"] = s.spec
         out["inputs"][role] = summ
-        if summ["used"] < summ["given"] and is_main_process():
+        if s.generated is not None and is_main_process():
+            print(f"t2i eval: note: --{role} {s.spec}: " + "; ".join(s.notes), file=sys.stderr)
+        elif summ["used"] < summ["given"] and is_main_process():
             probs = [str(p) for p in s.skipped]
             shown = "; ".join(probs[:3]) + (f"; ... ({len(probs) - 3} more in the JSON)" if len(probs) > 3 else "")
             parts = [f"{summ['skipped']} skipped" + (f" ({shown})" if shown else "")] if summ["skipped"] else []
@@ -285,7 +314,7 @@ def _fid(args: argparse.Namespace) -> Dict[str, Any]:
     from .fid import fid_from_stats
 
     real = _resolve(args.real, args, "--real", allow_stats=True)
-    fake = _resolve(args.fake, args, "--fake", allow_stats=True)
+    fake = _resolve(args.fake, args, "--fake", allow_stats=True, allow_model=True, reference=real)
     out: Dict[str, Any] = {"metric": "fid", "real": args.real, "fake": args.fake}
     if real.kind == "stats" and fake.kind == "stats":
         # nothing is extracted: the provenance is the files'
@@ -331,7 +360,7 @@ def _kid(args: argparse.Namespace) -> Dict[str, Any]:
     from .kid import kernel_inception_distance
 
     real = _resolve(args.real, args, "--real")
-    fake = _resolve(args.fake, args, "--fake")
+    fake = _resolve(args.fake, args, "--fake", allow_model=True, reference=real)
     size = _kid_subset_size(args, real, fake)
     ext = _extractor(args)
     r1, r2 = _run(ext, real, args, keep_features=True), _run(ext, fake, args, keep_features=True)
@@ -374,7 +403,7 @@ def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _is(args: argparse.Namespace) -> Dict[str, Any]:
-    images = _resolve(args.images, args, "--images")
+    images = _resolve(args.images, args, "--images", allow_model=True)
     _check_splits(args, images)
     ext = _extractor(args)
     if _no_logits(ext):
@@ -404,7 +433,7 @@ def _mentions(split: Any, spec: str) -> List[Any]:
 def _faithfulness(args: argparse.Namespace) -> Dict[str, Any]:
     from .faithfulness import faithfulness
 
-    images = _resolve(args.images, args, "--images", need_prompts=True)
+    images = _resolve(args.images, args, "--images", need_prompts=True, allow_model=True)
     mentions = _mentions(images.split, args.images)
     ext = _extractor(args)
     r = _run(ext, images, args, keep_heads=True)
@@ -453,7 +482,7 @@ def _rprecision(args: argparse.Namespace) -> Dict[str, Any]:
     from .engine import extract
     from .rprecision import r_precision
 
-    images = _resolve(args.images, args, "--images", need_prompts=True)
+    images = _resolve(args.images, args, "--images", need_prompts=True, allow_model=True)
     if args.folds > images.used:
         raise MetricInputError(f"--folds {args.folds} is more than the {images.used} images of {args.images}")
     txt_enc = _load_encoder(args.text_encoder, "text", "--text-encoder")
@@ -566,7 +595,7 @@ def _all(args: argparse.Namespace) -> Dict[str, Any]:
     from .kid import kernel_inception_distance
 
     real = _resolve(args.real, args, "--real")
-    fake = _resolve(args.fake, args, "--fake")
+    fake = _resolve(args.fake, args, "--fake", allow_model=True, reference=real)
     size = _kid_subset_size(args, real, fake)
     _check_splits(args, fake)
     mentions, why = None, "needs --extractor synth"

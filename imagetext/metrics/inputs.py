@@ -5,6 +5,8 @@ An input names where images come from:
     DIR                       a folder of images (recursive)
     FILE.npz                  precomputed statistics (mu, sigma), FID only
     dataset:NAME:SPLIT[:N]    a registered data set (birds, scenes; cub/coco/karpathy/folder with --data-root)
+    model:DIR                 generated images only: a saved text-to-image model draws one image per
+                              prompt of a reference input (see :func:`generate_from_model`)
 
 Rules for a folder (the same for every metric, so ``fid`` and ``all`` never score
 different images of one folder):
@@ -24,17 +26,23 @@ and the CLI says on stderr when it used fewer items than it was given.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..data.records import BadInputPolicy, DataReport, LoadedSplit, Problem
+from ..data.records import BadInputPolicy, DataReport, LoadedSplit, Problem, Sample
 from ..errors import MetricInputError, UserError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 METADATA_EXTS = {".jsonl", ".csv"}
 # Files of the generic folder format itself (not items): read with the metadata.
 FORMAT_FILES = {"classes.json", "world.json"}
+MODEL_PREFIX = "model:"
+# model:DIR generates in calls of this many prompts (pipelines cap one call at 10,000 images and hold
+# a call's float images in memory). Fixed, so the images never depend on --gen-batch-size.
+GEN_CHUNK = 1000
+GEN_WARNINGS_KEPT = 20  # pipeline warnings kept in the JSON (the count is always there)
 
 
 @dataclass
@@ -42,13 +50,14 @@ class ImageSet:
     """One resolved input: the images to extract, prompts if any, and what was not used."""
 
     spec: str
-    kind: str  # folder | dataset | stats
+    kind: str  # folder | dataset | stats | generated (model:DIR)
     report: DataReport
     paths: List[Path] = field(default_factory=list)  # folder without metadata
     split: Optional[LoadedSplit] = None  # folder with metadata, or data set
     stats: Any = None  # FeatureStats, for .npz inputs
     beyond_limit: int = 0  # items left out by the N of dataset:NAME:SPLIT:N
     notes: List[str] = field(default_factory=list)
+    generated: Optional[Dict[str, Any]] = None  # model:DIR inputs: model, n, seed, prompts_from, ...
 
     @property
     def used(self) -> int:
@@ -75,7 +84,7 @@ class ImageSet:
     def summary(self) -> Dict[str, Any]:
         """Counts and named problems, for the JSON output."""
         skipped = self.skipped
-        return {
+        out = {
             "kind": self.kind,
             "given": self.used + len(skipped) + self.beyond_limit,
             "used": self.used,
@@ -85,6 +94,9 @@ class ImageSet:
             "problems": [str(p) for p in self.report.problems],
             "notes": list(self.notes),
         }
+        if self.generated is not None:
+            out["generated"] = dict(self.generated)
+        return out
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, str, Optional[int]]:
@@ -190,16 +202,139 @@ def load_stats_input(spec: str) -> ImageSet:
     return ImageSet(spec, "stats", DataReport(source="stats", root=spec, split="-"), stats=st)
 
 
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """The noise seed of generation call ``chunk``: ``seed`` itself for the first (so a set of up
+    to GEN_CHUNK prompts draws exactly what ``t2i generate --seed S --n 1`` draws from the same
+    prompts), then a SeedSequence child, so later chunks never repeat the first one's noise."""
+    if chunk == 0:
+        return int(seed)
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), chunk]).generate_state(1)[0])
+
+
+def _renumber(warning: str, offset: int) -> str:
+    """A pipeline warning ("prompt 3: ...") of a later chunk, with the prompt's number in the whole set."""
+    return re.sub(r"^prompt (\d+)", lambda m: f"prompt {int(m.group(1)) + offset}", warning)
+
+
+def generate_from_model(spec: str, args: argparse.Namespace, reference: ImageSet, flag: str = "") -> ImageSet:
+    """``model:DIR``: the saved model draws one image per prompt of ``reference``, in memory.
+
+    The model is loaded with :func:`~imagetext.registry.load_saved_model` and must have
+    ``generate_tensors(prompts, seed=, num_images=1, batch_size=)`` returning images in
+    [-1, 1] at its own size. Each reference image's first caption is its prompt; the
+    generated sample carries that caption, its ``caption_attributes`` and the labels, so
+    faithfulness and R-precision read what each image was asked to show. Seeded by
+    ``--gen-seed`` (default ``--seed``); batches of ``--gen-batch-size``.
+
+    Raises:
+        UserError / MetricInputError: no folder after ``model:``, not a saved model, a model
+            that cannot generate (a matcher), or a reference without prompts.
+    """
+    import functools
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..registry import load_saved_model
+    from .engine import resolve_device
+
+    directory = spec[len(MODEL_PREFIX):]
+    if not directory.strip():
+        raise UserError(f"{flag}{spec}: name the model folder, e.g. model:runs/t2i/dfgan_birds/final")
+    if not reference.has_prompts:
+        raise MetricInputError(f"{flag}{spec}: the reference {reference.spec} has no prompts to draw (a folder without "
+                               "metadata.jsonl, or statistics); pass --prompts-from dataset:NAME:SPLIT[:N] or a folder "
+                               "with metadata.jsonl")
+    try:
+        model = load_saved_model(directory)
+    except UserError as e:
+        raise UserError(f"{flag}{spec}: {e}") from None
+    if not callable(getattr(model, "generate_tensors", None)):
+        raise MetricInputError(f"{flag}{spec}: {directory} holds a {type(model).__name__}, which cannot generate images "
+                               "(a matcher or encoder?); give a trained text-to-image model's folder")
+    if hasattr(model, "to"):
+        model.to(resolve_device(getattr(args, "device", "auto") or "auto"))
+    seed = getattr(args, "gen_seed", None)
+    seed = int(getattr(args, "seed", 0) if seed is None else seed)
+    batch = int(getattr(args, "gen_batch_size", 64) or 64)
+    ref = reference.split.samples
+    prompts = [s.captions[0] for s in ref]
+    kw: Dict[str, Any] = {}
+    show = not getattr(args, "no_progress", False)
+    try:  # pipelines that can show a bar get one; the protocol itself does not require it
+        import inspect
+
+        if show and "progress" in inspect.signature(model.generate_tensors).parameters:
+            kw["progress"] = True
+    except (TypeError, ValueError):
+        pass
+    arrays: List[np.ndarray] = []
+    warnings: List[str] = []
+    for k, a in enumerate(range(0, len(prompts), GEN_CHUNK)):
+        x = model.generate_tensors(prompts[a:a + GEN_CHUNK], seed=_chunk_seed(seed, k), num_images=1,
+                                   batch_size=batch, **kw)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[0] != len(prompts[a:a + GEN_CHUNK]) or x.shape[1] != 3:
+            raise MetricInputError(f"{flag}{spec}: generate_tensors returned {getattr(x, 'shape', type(x).__name__)}, "
+                                   f"not ({len(prompts[a:a + GEN_CHUNK])}, 3, H, W) images")
+        if not torch.isfinite(x).all():
+            raise MetricInputError(f"{flag}{spec}: the model generated NaN/inf pixels (a diverged generator?)")
+        # the pipeline's own [-1, 1] -> uint8 rounding, so these are the pixels `t2i generate` would save
+        arrays.append(((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        warnings += [_renumber(w, a) for w in (getattr(model, "last_warnings", None) or [])]
+    pixels = np.concatenate(arrays)
+    samples = [
+        Sample(key=f"generated-{i:05d}", captions=[r.captions[0]], labels=tuple(r.labels),
+               # a picklable renderer (data-loader workers may pickle the data set)
+               render=functools.partial(Image.fromarray, np.ascontiguousarray(pixels[i])),
+               caption_attributes=[r.caption_attributes[0]] if r.caption_attributes else None)
+        for i, r in enumerate(ref)
+    ]
+    report = DataReport(source="model", root=directory, split="-", images=len(samples), captions=len(samples))
+    split = LoadedSplit(samples, list(reference.split.class_names), report, multi_label=reference.split.multi_label)
+    out = ImageSet(spec, "generated", report, split=split)
+    out.generated = {"model": directory, "n": len(samples), "seed": seed, "prompts_from": reference.spec,
+                     "prompt": "first caption of each image", "batch_size": batch,
+                     "image_size": [int(pixels.shape[2]), int(pixels.shape[1])], "warnings": len(warnings),
+                     "warning_examples": warnings[:GEN_WARNINGS_KEPT]}
+    out.notes.append(f"generated by {directory}: one image per prompt of {reference.spec} (its first caption), seed {seed}")
+    if warnings:
+        out.notes.append(f"{len(warnings)} prompt warning(s) from the model (unknown words read as <unk>, or prompts "
+                         f"cut to the text encoder's length), e.g. {warnings[0]}")
+    return out
+
+
 def resolve_input(spec: str, args: argparse.Namespace, allow_stats: bool = False, need_prompts: bool = False,
-                  what: str = "") -> ImageSet:
-    """Resolve ``spec`` (folder, ``.npz`` or ``dataset:...``) before any extraction.
+                  what: str = "", allow_model: bool = False, reference: Optional[ImageSet] = None) -> ImageSet:
+    """Resolve ``spec`` (folder, ``.npz``, ``dataset:...`` or ``model:DIR``) before any extraction.
+
+    ``model:DIR`` is accepted only where the images are the generated ones (``allow_model``):
+    it draws one image per prompt of ``--prompts-from`` when given, else of ``reference``
+    (the resolved ``--real``), see :func:`generate_from_model`.
 
     Raises:
         UserError / MetricInputError: the input does not exist, is the wrong kind for this
             metric, has fewer than 2 usable images, or (``need_prompts``) has no prompts.
     """
     flag = f"{what} " if what else ""
-    if spec.startswith("dataset:"):
+    if spec.startswith(MODEL_PREFIX):
+        if not allow_model:
+            raise UserError(f"{flag}{spec}: a model can only stand for the generated images (--fake of fid/kid/all, "
+                            "--images of is/rprecision/faithfulness); this input must be real images: a folder, "
+                            "dataset:NAME:SPLIT[:N]" + (" or FILE.npz" if allow_stats else ""))
+        prompts_from = getattr(args, "prompts_from", None)
+        if prompts_from:
+            if prompts_from.startswith(MODEL_PREFIX):
+                raise UserError(f"--prompts-from {prompts_from}: give real captions (dataset:NAME:SPLIT[:N] or a folder "
+                                "with metadata.jsonl), not a model")
+            reference = resolve_input(prompts_from, args, need_prompts=True, what="--prompts-from")
+        elif reference is None:
+            raise UserError(f"{flag}{spec}: which prompts should it draw? pass --prompts-from dataset:NAME:SPLIT[:N] "
+                            "(or a folder with metadata.jsonl)")
+        out = generate_from_model(spec, args, reference, flag)
+    elif spec.startswith("dataset:"):
         out = _load_dataset(spec, args)
     elif spec.lower().endswith(".npz"):
         if not allow_stats:

@@ -141,7 +141,19 @@ class T2IPipeline:
             raise UserError(f"{d / 'generator'}: cannot be loaded ({str(e).splitlines()[0][:300]})") from None
         if gen.config.variant != info["variant"]:
             raise UserError(f"{d}: generator is a {gen.config.variant!r}, {PIPELINE_FILE} says {info['variant']!r}")
-        return cls(gen, load_encoder(d / "text_encoder"), info).to(device)
+        from safetensors import SafetensorError
+
+        try:
+            enc = load_encoder(d / "text_encoder")
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
+            if isinstance(e, UserError):
+                raise
+            # safetensors' own error (a damaged file) is not an OSError: name the file, no traceback
+            raise UserError(f"{d / 'text_encoder'}: cannot be loaded ({str(e).splitlines()[0][:300]})") from None
+        if getattr(enc, "uses_word_vocab", False) and getattr(enc, "tokenizer", None) is None:
+            raise UserError(f"{d / 'text_encoder' / 'vocab.json'}: missing; the text encoder has no vocabulary "
+                            "(the model folder is incomplete: copy it again)")
+        return cls(gen, enc, info).to(device)
 
     # -- generation ----------------------------------------------------------------------
 
@@ -193,8 +205,11 @@ class T2IPipeline:
 
     @torch.no_grad()
     def generate_tensors(self, prompts: Sequence[str], seed: int = 0, num_images: int = 1,
-                         truncation: Optional[float] = None, batch_size: int = 64) -> torch.Tensor:
-        """(len(prompts) * num_images, 3, H, W) in [-1, 1], prompt-major; the noise depends on ``seed`` only."""
+                         truncation: Optional[float] = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """(len(prompts) * num_images, 3, H, W) in [-1, 1], prompt-major; the noise depends on ``seed`` only.
+
+        ``progress`` shows a tqdm bar over the batches (for long command-line runs).
+        """
         prompts = self._check_prompts(prompts)
         if num_images < 1:
             raise PromptError(f"num_images must be >= 1, got {num_images}")
@@ -204,7 +219,9 @@ class T2IPipeline:
         gen = torch.Generator().manual_seed(int(seed))
         noise = sample_noise(len(flat), self.generator.noise_dim, gen, truncation)
         out = []
-        for i in range(0, len(flat), batch_size):
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(0, len(flat), batch_size), desc="generating", unit="batch", disable=not progress):
             cond = self.encode(flat[i:i + batch_size])
             out.append(self.generator(noise[i:i + batch_size].to(self.device), cond).float().clamp(-1, 1).cpu())
         return torch.cat(out)
