@@ -32,7 +32,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 # bug cannot make this test pass by running nothing.
 MIN_COMMANDS = 10
 # Paths of the clone that README commands read (everything else they make themselves).
-CLONE_PATHS = ["configs"]
+CLONE_PATHS = ["configs", "scripts"]
 
 
 def readme_blocks(text: str) -> List[Tuple[str, List[str], List[str]]]:
