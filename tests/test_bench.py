@@ -207,3 +207,32 @@ def test_cli_list_help_and_config_error(tmp_path, capsys):
 def test_example_matrix_loads():
     m = load_matrix(REPO / "configs" / "bench" / "example.yaml")
     assert len(m) == 6 and m.cells[0].id == "toy-small-seed0"
+
+
+# first attempt leaves a checkpoint and dies; the next attempt finds it (resume_partial) and finishes
+PARTIAL = (
+    "import json, os, sys\n"
+    "out = sys.argv[1]\n"
+    "ck = os.path.join(out, 'checkpoint')\n"
+    "if not os.path.exists(ck):\n"
+    "    open(ck, 'w').write('step 2'); sys.exit(1)\n"
+    "json.dump({'resumed_from': open(ck).read()}, open(os.path.join(out, 'results.json'), 'w'))\n"
+)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_resume_partial_keeps_an_interrupted_cells_folder(tmp_path, keep):
+    data = {"name": "long", "runs_root": str(tmp_path / "runs"), "results_dir": str(tmp_path / "cells"),
+            "resume_partial": keep,
+            "cells": [{"name": "c", "command": ["{python}", "-c", PARTIAL, "{output_dir}"], "axes": {"seed": [0]}}]}
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump(data))
+    m, paths = load(p)
+    assert run_matrix(m, paths).count("failed") == 1
+    s = run_matrix(m, paths)
+    if keep:
+        assert s.count("done") == 1
+        rec = json.loads((tmp_path / "cells/long/c-seed0.json").read_text())
+        assert rec["results"] == {"resumed_from": "step 2"}
+    else:  # wiped: the second attempt starts from nothing and dies the same way
+        assert s.count("failed") == 1

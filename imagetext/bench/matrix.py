@@ -82,6 +82,9 @@ class MatrixConfig:
     runs_root: str = "runs/bench"  # scratch: output_dir = <runs_root>/<name>/<cell_id>
     results_dir: str = "docs/results/cells"  # cell JSONs: <results_dir>/<name>/<cell_id>.json
     timeout_s: Optional[float] = None  # per cell; None = no limit
+    # True: an unfinished cell's output folder is kept, so a command with ``resume=latest``
+    # continues from its last checkpoint on the next run (long training cells); False: wiped.
+    resume_partial: bool = False
     seed_key: str = "seed"  # the axis that report averages over and ids put last
     report: ReportSpec = field(default_factory=ReportSpec)
     description: str = ""

@@ -197,12 +197,17 @@ def _kill(proc: "subprocess.Popen[bytes]") -> None:
 
 def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[str, Any],
              machine: Dict[str, Any], matrix_file: Optional[str], cwd: Path,
-             python: str = sys.executable, tail_lines: int = 20) -> CellOutcome:
-    """Run one cell's command and, on success, write its record. Never raises for a failing command."""
+             python: str = sys.executable, tail_lines: int = 20, resume_partial: bool = False) -> CellOutcome:
+    """Run one cell's command and, on success, write its record. Never raises for a failing command.
+
+    ``resume_partial``: keep what an interrupted earlier attempt left in the output folder (the
+    command continues it with ``resume=latest``); the stale results.json is still removed.
+    """
     cell_dir, out_dir = paths.cell_dir(cell), paths.output_dir(cell)
-    if cell_dir.exists():
+    if cell_dir.exists() and not resume_partial:
         shutil.rmtree(cell_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULTS_FILE).unlink(missing_ok=True)
     cmd = cell.command(out_dir, python)
     env = {**os.environ, "BENCH_CELL_ID": cell.id, "BENCH_OUTPUT_DIR": str(out_dir)}
     started = _now()
@@ -359,7 +364,7 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
             continue
         print(f"{head} ...", file=log, flush=True)
         out = run_cell(c, paths, timeout_s=limit, git=git, machine=machine, matrix_file=mfile,
-                       cwd=cwd, python=python)
+                       cwd=cwd, python=python, resume_partial=matrix.config.resume_partial)
         summary.outcomes.append(out)
         if out.status == "done":
             print(f"{head}: done in {out.wall_s:.1f} s -> {out.record}", file=log, flush=True)

@@ -64,7 +64,11 @@ class FusionBlock(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Nearest x2 (optional), then ``shortcut(x) + conv(fuse(conv(fuse(x))))``; 1x1 shortcut when widths differ."""
+    """``up(skip(x)) + conv(fuse(conv(up(fuse(x)))))`` with nearest x2 ``up`` (optional); 1x1 skip when widths differ.
+
+    Mathematically the published ``skip(up(x)) + conv(fuse(conv(fuse(up(x)))))``: ``up`` commutes
+    with the first fusion and the skip, which this order runs at the lower resolution.
+    """
 
     def __init__(self, cond_dim: int, cin: int, cout: int, upsample: bool = True) -> None:
         super().__init__()
@@ -76,10 +80,13 @@ class UpBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # Nearest x2 commutes with the per-channel affine + LeakyReLU and with the 1x1 skip, so
+        # both run at the low resolution (4x fewer pixels; the same output, bit for bit).
+        h, s = self.fuse1(x, cond), self.skip(x)
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, cond)), cond))
-        return self.skip(x) + h
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            s = F.interpolate(s, scale_factor=2.0, mode="nearest")
+        return s + self.conv2(self.fuse2(self.conv1(h), cond))
 
 
 class DownBlock(nn.Module):
@@ -100,8 +107,8 @@ class DownBlock(nn.Module):
         self.gain = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.skip(x) if self.use_skip else x
-        return F.avg_pool2d(s, 2) + self.gain * self.residual(x)
+        s = F.avg_pool2d(x, 2)  # 2x2 mean commutes with the 1x1 skip: pool first, 4x fewer pixels
+        return (self.skip(s) if self.use_skip else s) + self.gain * self.residual(x)
 
 
 class ConditionHead(nn.Module):

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from imagetext.errors import UserError
 from imagetext.registry import GANS, MODEL_LOADERS
 
 from .variant import Condition, sample_noise
+
+if TYPE_CHECKING:  # diffusers is imported only when a generator is built or loaded (it is slow to import)
+    from .generator import T2IGenerator
 
 FORMAT = "t2i-gan"
 PIPELINE_FILE = "pipeline.json"
@@ -41,38 +42,10 @@ class PromptError(UserError):
     """A prompt the pipeline cannot condition on (empty)."""
 
 
-def _rebuild_encoder(meta: Optional[Dict[str, Any]]) -> Optional[nn.Module]:
-    """An encoder's architecture from its saved ``{"class", "args"}`` (weights come with the generator's)."""
-    if not meta:
-        return None
-    from imagetext.encoders.base import encoder_from_config
-
-    return encoder_from_config(meta)
-
-
-class T2IGenerator(ModelMixin, ConfigMixin):
-    """Any registered variant's generator, saved and loaded the diffusers way."""
-
-    config_name = "config.json"
-
-    @register_to_config
-    def __init__(self, variant: str = "dfgan", imsize: int = 64, cond_dim: int = 256,
-                 variant_kwargs: Optional[Dict[str, Any]] = None, image_encoder: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__()
-        v = GANS.get(variant)(imsize=imsize, cond_dim=cond_dim, image_encoder=_rebuild_encoder(image_encoder),
-                              **(variant_kwargs or {}))
-        self.generator = v.generator
-        self.noise_dim = v.noise_dim
-        self.needs_words = v.needs_words
-
-    def forward(self, noise: torch.Tensor, cond: Condition) -> torch.Tensor:
-        return self.generator(noise, cond)
-
-
 class T2IPipeline:
     """prompts -> PIL images with a trained generator and its text encoder."""
 
-    def __init__(self, generator: T2IGenerator, text_encoder: nn.Module, info: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, generator: "T2IGenerator", text_encoder: nn.Module, info: Optional[Dict[str, Any]] = None) -> None:
         self.generator = generator.eval()
         self.text_encoder = text_encoder.eval()
         self.info = dict(info or {})
@@ -135,6 +108,8 @@ class T2IPipeline:
             for f in files:
                 if not (d / part / f).is_file():
                     raise UserError(f"{d / part / f}: missing; the model folder is incomplete (copy it again)")
+        from .generator import T2IGenerator
+
         try:
             gen = T2IGenerator.from_pretrained(str(d / "generator"))
         except (OSError, ValueError, RuntimeError, KeyError) as e:

@@ -66,7 +66,8 @@ def export(task: Any, cfg: GanConfig, directory: Path) -> Path:
     """The EMA generator + text encoder as a pipeline folder."""
     from imagetext.encoders.base import encoder_meta
 
-    from .pipeline import T2IGenerator, T2IPipeline
+    from .generator import T2IGenerator
+    from .pipeline import T2IPipeline
 
     v = task.variant
     img_meta = encoder_meta(task.image_encoder) if (v.needs_image_encoder and task.image_encoder is not None) else None

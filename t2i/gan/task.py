@@ -89,7 +89,7 @@ class GanTask(TrainTask):
             self.variant.to(memory_format=torch.channels_last)
         self.multi_label = multi_label
         self.models = {"G": self.variant.generator, "D": self.variant.discriminator}
-        fused = bool(cfg.model.fused_adam and torch.cuda.is_available())
+        fused = bool(cfg.model.fused_adam)  # torch has fused Adam kernels for CUDA and CPU
         self.optimizers = {
             name: torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr, betas=self.variant.betas,
                                    **({"fused": True} if fused else {}))
