@@ -20,7 +20,7 @@ from imagetext.errors import ConfigError, UserError
 from imagetext.registry import GANS, list_gans
 from t2i.gan.config import GanConfig
 from t2i.gan.run import cli, main
-from t2i.gan.variant import Condition
+from t2i.gan.variant import Condition, final_image
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs/t2i/dfgan_tiny.yaml")
@@ -44,10 +44,12 @@ def _tiny_variant(name: str):
 def test_variant_forward_backward_and_losses_are_finite(name):
     v, enc = _tiny_variant(name)
     b = 3
-    cond = Condition(torch.randn(b, v.cond_dim), image_encoder=enc)
+    words = torch.randn(b, v.cond_dim, 5) if v.needs_words else None
+    cond = Condition(torch.randn(b, v.cond_dim), words, torch.ones(b, 5, dtype=torch.bool) if v.needs_words else None,
+                     image_encoder=enc)
     noise = v.sample_noise(b, generator=torch.Generator().manual_seed(0))
-    fake = v.generator(noise, cond)
-    assert fake.shape == (b, 3, v.imsize, v.imsize) and fake.abs().max() <= 1
+    fake = v.generator(noise, cond)  # one tensor, or coarse-to-fine stages
+    assert final_image(fake).shape == (b, 3, v.imsize, v.imsize) and final_image(fake).abs().max() <= 1
     real = torch.rand(b, 3, v.imsize, v.imsize) * 2 - 1
     d = v.d_losses(v.discriminator, real, fake, cond)
     assert {"d_real_loss", "d_fake_loss", "d_mismatch_loss", "d_ma_gp_loss"} <= set(d)

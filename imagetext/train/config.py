@@ -72,4 +72,11 @@ def resolve_mixed_precision(value: str) -> str:
         return "bf16" if has_bf16 else "no"
     if value == "bf16" and cuda and not has_bf16:
         raise ConfigError(f"mixed_precision=bf16: this GPU ({torch.cuda.get_device_name()}) has no bf16; use 'no' or 'auto'")
+    if value == "bf16" and not cuda:
+        cap = torch.backends.cpu.get_cpu_capability()
+        if "AVX512" not in cap and "AMX" not in cap:  # no native bf16: autocast emulates it
+            import warnings
+
+            warnings.warn(f"mixed_precision=bf16 on a CPU without native bf16 ({cap}): emulated, measured 17x slower "
+                          "than float32 for a DF-GAN step (docs/RESULTS.md); 'auto' keeps float32 here", stacklevel=2)
     return value

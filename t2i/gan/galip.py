@@ -208,6 +208,7 @@ class GALIP(GANVariant):
 
     tiny = {"nf": 4, "imsize": 16, "noise_dim": 8, "n_prompts": 2}
     needs_image_encoder = True
+    generator_holds_image_encoder = True
 
     def __init__(self, imsize: int = 224, cond_dim: int = 512, nf: int = 64, noise_dim: int = 100,
                  lr_g: float = 1e-4, lr_d: float = 4e-4, betas: tuple = (0.0, 0.9), ma_gp_k: float = 2.0,

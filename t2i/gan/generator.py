@@ -13,7 +13,7 @@ from torch import nn
 
 from imagetext.registry import GANS
 
-from .variant import Condition
+from .variant import Condition, final_image
 
 
 def _rebuild_encoder(meta: Optional[Dict[str, Any]]) -> Optional[nn.Module]:
@@ -41,4 +41,5 @@ class T2IGenerator(ModelMixin, ConfigMixin):
         self.needs_words = v.needs_words
 
     def forward(self, noise: torch.Tensor, cond: Condition) -> torch.Tensor:
-        return self.generator(noise, cond)
+        """The finest image (multi-stage generators return every stage; the pipeline wants the last)."""
+        return final_image(self.generator(noise, cond))

@@ -70,7 +70,7 @@ def export(task: Any, cfg: GanConfig, directory: Path) -> Path:
     from .pipeline import T2IPipeline
 
     v = task.variant
-    img_meta = encoder_meta(task.image_encoder) if (v.needs_image_encoder and task.image_encoder is not None) else None
+    img_meta = encoder_meta(task.image_encoder) if (v.generator_holds_image_encoder and task.image_encoder is not None) else None
     gen = T2IGenerator(variant=cfg.model.variant, imsize=cfg.model.imsize, cond_dim=v.cond_dim,
                        variant_kwargs=dict(cfg.model.kwargs), image_encoder=img_meta)
     gen.generator.load_state_dict({k: t.detach().cpu() for k, t in task.ema.state_dict().items()})

@@ -27,7 +27,7 @@ from imagetext.registry import GANS
 from imagetext.train import TrainTask, gather_with_grad
 
 from .config import GanConfig
-from .variant import Condition, GANVariant
+from .variant import Condition, GANVariant, final_image
 
 
 def build_variant(cfg: GanConfig, cond_dim: int, image_encoder: Optional[nn.Module]) -> GANVariant:
@@ -156,7 +156,7 @@ class GanTask(TrainTask):
             real, noise = torch.cat([real, real]), torch.cat([noise, noise])
         return real, noise, cond, b
 
-    def d_step(self, real: torch.Tensor, fake: torch.Tensor, cond: Condition) -> Dict[str, torch.Tensor]:
+    def d_step(self, real: torch.Tensor, fake: Any, cond: Condition) -> Dict[str, torch.Tensor]:
         """One discriminator update on the detached fakes."""
         d_out = self.variant.d_losses(self.models["D"], real, fake, cond)
         self.accelerator.backward(sum(t for k, t in d_out.items() if k.endswith("_loss")))
@@ -164,7 +164,7 @@ class GanTask(TrainTask):
         self.optimizers["D"].zero_grad(set_to_none=True)
         return d_out
 
-    def g_step(self, fake: torch.Tensor, cond: Condition, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
+    def g_step(self, fake: Any, cond: Condition, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
         """One generator update through ``fake``'s graph; D is frozen and unsynchronised meanwhile,
         so nothing of this backward reaches (or all-reduces) D."""
         D, acc = self.models["D"], self.accelerator
@@ -175,7 +175,7 @@ class GanTask(TrainTask):
             with acc.no_sync(D):
                 g_out = self.variant.g_losses(D, fake, cond)
                 if self.supcon is not None:
-                    g_out.update(self.contrast_loss(fake, batch, b))
+                    g_out.update(self.contrast_loss(final_image(fake), batch, b))
                 acc.backward(sum(t for k, t in g_out.items() if k.endswith("_loss")))
         finally:
             for p in d_params:
@@ -220,7 +220,7 @@ class GanTask(TrainTask):
         out = []
         for i in range(0, len(captions), batch_size):
             cond = self.condition(captions[i:i + batch_size])
-            out.append(self.ema(noise[i:i + batch_size].to(self.device), cond).float().cpu())
+            out.append(final_image(self.ema(noise[i:i + batch_size].to(self.device), cond)).float().cpu())
         return torch.cat(out)
 
     def images(self, step: int) -> Optional[Dict[str, torch.Tensor]]:

@@ -7,7 +7,9 @@ file that subclasses :class:`GANVariant` + configs.
 
 Conventions every variant keeps:
 
-* ``generator(noise, cond) -> images`` in [-1, 1] (``cond``: :class:`Condition`);
+* ``generator(noise, cond) -> images`` in [-1, 1] (``cond``: :class:`Condition`): one tensor, or
+  for multi-stage variants (AttnGAN-style) a list of tensors coarse to fine; :func:`final_image`
+  takes the finest (what is sampled, exported, scored and contrasted);
 * ``discriminator(images, sentence, mismatched=None) -> (logits, mismatched_logits)``:
   logits (B,) for (image, sentence) pairs; with ``mismatched`` (K, S) also the logits of
   the first K images against those sentences (one forward through the image trunk);
@@ -39,6 +41,11 @@ def sample_noise(n: int, dim: int, generator: Optional[torch.Generator] = None, 
     return z.to(device)
 
 
+def final_image(out: Any) -> torch.Tensor:
+    """The finest image of a generator's output (the tensor itself, or the last of a coarse-to-fine list)."""
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
 @dataclass
 class Condition:
     """What the frozen text encoder says about a batch of captions (and what variants may need besides)."""
@@ -60,12 +67,15 @@ class GANVariant(nn.Module):
     Class attributes:
         tiny: builder kwargs of a tiny model (tests, ``*_tiny`` configs).
         needs_words: the generator reads word features (AttnGAN-style attention).
-        needs_image_encoder: the generator's loss reads the frozen image encoder (DAMSM, CLIP terms).
+        needs_image_encoder: the variant reads the frozen image encoder (DAMSM / CLIP loss terms, GALIP's D).
+        generator_holds_image_encoder: the generator itself contains it (GALIP's CLIP bridge), so the
+            export saves its architecture and ``T2IGenerator`` rebuilds it on load.
     """
 
     tiny: ClassVar[Dict[str, Any]] = {}
     needs_words: ClassVar[bool] = False
     needs_image_encoder: ClassVar[bool] = False
+    generator_holds_image_encoder: ClassVar[bool] = False
 
     generator: nn.Module
     discriminator: nn.Module
