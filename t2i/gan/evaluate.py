@@ -80,7 +80,7 @@ class GeneratedScorer:
     def rprecision(self, fake: torch.Tensor) -> Dict[str, float]:
         from imagetext.metrics.rprecision import r_precision
 
-        from .task import resize_for_encoder
+        from .variant import resize_for_encoder
 
         dev = next(self.image_encoder.parameters()).device
         img, txt = [], []

@@ -27,7 +27,7 @@ from imagetext.registry import GANS
 from imagetext.train import TrainTask, gather_with_grad
 
 from .config import GanConfig
-from .variant import Condition, GANVariant, final_image
+from .variant import Condition, GANVariant, final_image, resize_for_encoder
 
 
 def build_variant(cfg: GanConfig, cond_dim: int, image_encoder: Optional[nn.Module]) -> GANVariant:
@@ -46,14 +46,6 @@ def build_variant(cfg: GanConfig, cond_dim: int, image_encoder: Optional[nn.Modu
         raise ConfigError(f"model.kwargs for variant {cfg.model.variant!r}: {e}") from None
     except ValueError as e:
         raise ConfigError(f"model ({cfg.model.variant}): {e}") from None
-
-
-def resize_for_encoder(images: torch.Tensor, size: Optional[int]) -> torch.Tensor:
-    """``images`` at the side the image encoder was trained at (bilinear, antialiased when shrinking)."""
-    if size is None or images.shape[-1] == size:
-        return images
-    return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                                           antialias=images.shape[-1] > size)
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -123,7 +115,9 @@ class GanTask(TrainTask):
 
     def condition(self, captions: List[str]) -> Condition:
         self._place()
-        return encode_captions(self.text_encoder, captions, self.image_encoder, words=self.variant.needs_words)
+        cond = encode_captions(self.text_encoder, captions, self.image_encoder, words=self.variant.needs_words)
+        cond.encoder_size = self.encoder_size
+        return cond
 
     def _labels(self, batch: Dict[str, Any]) -> torch.Tensor:
         return batch["label_set"] if self.multi_label else batch["labels"]

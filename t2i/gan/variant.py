@@ -53,12 +53,23 @@ class Condition:
     sentence: torch.Tensor                 # (B, S)
     words: Optional[torch.Tensor] = None   # (B, T, D) word features (attention variants)
     word_mask: Optional[torch.Tensor] = None  # (B, T) True for real words
-    # the frozen image encoder of the pair (DAMSM / CLIP image side) for variants whose G loss uses it
+    # the frozen image encoder of the pair (DAMSM / CLIP image side) for variants whose G loss uses it,
+    # and the side it was trained at (fakes are resized to it: :func:`resize_for_encoder`)
     image_encoder: Optional[nn.Module] = None
+    encoder_size: Optional[int] = None
 
     def select(self, idx: Any) -> "Condition":
         return Condition(self.sentence[idx], None if self.words is None else self.words[idx],
-                         None if self.word_mask is None else self.word_mask[idx], self.image_encoder)
+                         None if self.word_mask is None else self.word_mask[idx], self.image_encoder,
+                         self.encoder_size)
+
+
+def resize_for_encoder(images: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """``images`` at the side the image encoder was trained at (bilinear, antialiased when shrinking)."""
+    if size is None or images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=images.shape[-1] > size)
 
 
 class GANVariant(nn.Module):
