@@ -33,8 +33,8 @@ def _tiny_variant(name: str):
     from t2i.gan.task import freeze
 
     cls = GANS.get(name)
-    enc = freeze(build_image_encoder("openclip_vision_tiny" if cls.needs_image_encoder else "damsm_cnn_tiny",
-                                     **({} if cls.needs_image_encoder else {"dim": 16})))
+    clip = cls.generator_holds_image_encoder  # GALIP's bridge needs a ViT; DAMSM-style terms a CNN
+    enc = freeze(build_image_encoder("openclip_vision_tiny" if clip else "damsm_cnn_tiny", **({} if clip else {"dim": 16})))
     kw = {"cond_dim": enc.dim, **cls.tiny}
     torch.manual_seed(0)
     return cls(image_encoder=enc, **kw), enc

@@ -4,6 +4,7 @@ Importing this package registers the built-in variants in :data:`imagetext.regis
 (the ``imagetext.plugins`` entry point does it for the registry).
 """
 from . import dfgan  # noqa: F401  (registers "dfgan")
+from . import ssagan  # noqa: F401  (registers "ssagan")
 
 try:  # variants written later register the same way
     from . import galip  # noqa: F401

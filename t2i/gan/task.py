@@ -146,8 +146,13 @@ class GanTask(TrainTask):
         two = cfg.contrast.branches == 2
         cond = self.condition(list(batch["caption"]) + (list(batch["caption2"]) if two else []))
         noise = v.sample_noise(b, device=self.device)
+        # unlabelled images (-1) and multi-label data: only the image itself (both branches) is masked
+        ids = batch["index"] if self.multi_label else torch.where(batch["labels"] >= 0, batch["labels"],
+                                                                   -2 - batch["index"])
+        cond.class_ids = ids.to(self.device)
         if two:  # the second branch: the same images and noise, the other caption
             real, noise = torch.cat([real, real]), torch.cat([noise, noise])
+            cond.class_ids = torch.cat([cond.class_ids, cond.class_ids])
         return real, noise, cond, b
 
     def d_step(self, real: torch.Tensor, fake: Any, cond: Condition) -> Dict[str, torch.Tensor]:

@@ -57,11 +57,14 @@ class Condition:
     # and the side it was trained at (fakes are resized to it: :func:`resize_for_encoder`)
     image_encoder: Optional[nn.Module] = None
     encoder_size: Optional[int] = None
+    # (B,) ids whose equal values are not negatives of each other in matching losses (DAMSM): the
+    # class for single-label data, else the sample index (the two branches of one image share it)
+    class_ids: Optional[torch.Tensor] = None
 
     def select(self, idx: Any) -> "Condition":
         return Condition(self.sentence[idx], None if self.words is None else self.words[idx],
                          None if self.word_mask is None else self.word_mask[idx], self.image_encoder,
-                         self.encoder_size)
+                         self.encoder_size, None if self.class_ids is None else self.class_ids[idx])
 
 
 def resize_for_encoder(images: torch.Tensor, size: Optional[int]) -> torch.Tensor:
