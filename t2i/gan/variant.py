@@ -119,7 +119,7 @@ class GANVariant(nn.Module):
         sent = cond.sentence.detach().requires_grad_(self.ma_gp_k > 0)
         mismatched = sent.roll(1, dims=0)  # every image paired with another image's caption
         # Two D calls, not one over [real; fake]: MA-GP's double backward then covers the real half
-        # only (measured 1.2x faster on CPU, less memory; scripts/benchmark_train_speed.py).
+        # only (less compute and memory; the merged step: scripts/benchmark_train_speed.py, docs/RESULTS.md).
         real_logit, mis = D(real, sent, mismatched)
         fake_logit, _ = D(fake.detach(), sent.detach())
         out = {

@@ -1,0 +1,86 @@
+"""Smoke test of scripts/benchmark_train_speed.py: a tiny configuration, the JSON's keys and positive numbers.
+
+No timing assertions (the numbers depend on the machine and its load).
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    path = REPO / "scripts" / "benchmark_train_speed.py"
+    spec = importlib.util.spec_from_file_location("benchmark_train_speed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_train_speed_tiny(tmp_path, capsys):
+    mod = _load_script()
+    out = tmp_path / "speed.json"
+    res = mod.main(["--imsize", "16", "--nf", "4", "--noise-dim", "8", "--batch", "4", "--steps", "1",
+                    "--repeats", "1", "--warmup", "0", "--modes", "reference,ours,ours-no-fused-adam", "--gen-repeats", "2",
+                    "--device", "cpu", "--threads", "1", "--json", "--out", str(out)])
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads(out.read_text())
+    assert printed == written == json.loads(json.dumps(res))
+
+    for key in ("machine", "config", "modes", "speedup_vs_reference", "generation", "note", "command"):
+        assert key in written
+    assert written["machine"]["cpu_count"] >= 1 and written["machine"]["torch"]
+    assert written["config"]["imsize"] == 16 and written["config"]["batch"] == 4
+    assert set(written["modes"]) == {"reference", "ours", "ours-no-fused-adam"}
+    for mode, e in written["modes"].items():
+        for k in ("img_per_s_median", "img_per_s_min", "img_per_s_max", "step_ms_median", "params_g", "params_d"):
+            assert e[k] > 0, (mode, k)
+        assert e["peak_mem_mb"] >= 0
+        assert e["img_per_s_min"] <= e["img_per_s_median"] <= e["img_per_s_max"]
+    # the same modules in both modes
+    assert written["modes"]["reference"]["params_g"] == written["modes"]["ours"]["params_g"]
+    assert written["modes"]["reference"]["params_d"] == written["modes"]["ours"]["params_d"]
+    assert written["speedup_vs_reference"]["reference"] == 1.0
+    assert written["speedup_vs_reference"]["ours"] > 0
+    for name in ("ours_ema", "reference_g"):
+        gen = written["generation"][name]
+        assert gen["batch1_ms_median"] > 0 and gen["batch64_img_per_s_median"] > 0
+    ref, ours = written["modes"]["reference"]["settings"], written["modes"]["ours"]["settings"]
+    assert ref["block_order"].startswith("published") and ours["block_order"].startswith("library")
+    assert ref["adam"].startswith("plain") and not ref["channels_last"] and ref["precision"] == "fp32"
+    assert ours["adam"] == "fused" and ours["channels_last"]
+    assert written["modes"]["ours-no-fused-adam"]["settings"]["adam"].startswith("plain")
+    # the published and the library block order compute the same function (same weights, fp32)
+    eq = written["reference_equivalence"]
+    for k in ("g_images_max_abs_diff", "d_logits_max_abs_diff", "d_mismatched_logits_max_abs_diff"):
+        assert eq[k] < 1e-5, (k, eq[k])
+
+
+def test_reference_runs_the_published_block_order():
+    """The reference's blocks upsample before fuse1 (UpBlock) and convolve the skip before pooling (DownBlock)."""
+    import torch
+
+    from imagetext.registry import GANS
+    import t2i.gan  # noqa: F401
+    from t2i.gan.variant import Condition
+
+    mod = _load_script()
+    ours = GANS.get("dfgan")(imsize=16, cond_dim=8, nf=4, noise_dim=8)
+    ref = GANS.get("dfgan")(imsize=16, cond_dim=8, nf=4, noise_dim=8)
+    assert mod.use_published_blocks(ref) == len(ref.generator.blocks) + len(ref.discriminator.blocks)
+    seen = {}
+
+    def spy(name):
+        def hook(module, inp, out):  # returns None: the output is kept
+            seen.setdefault(name, inp[0].shape[-1])
+
+        return hook
+
+    for name, v in (("ours", ours), ("ref", ref)):
+        v.generator.blocks[0].fuse1.register_forward_hook(spy(f"{name}_fuse1"))
+        v.discriminator.blocks[0].skip.register_forward_hook(spy(f"{name}_skip"))
+        with torch.no_grad():
+            img = v.generator(torch.randn(2, 8), Condition(torch.randn(2, 8)))
+            v.discriminator(img, torch.randn(2, 8))
+    assert seen["ours_fuse1"] == 4 and seen["ref_fuse1"] == 8  # the first up-block takes 4x4 to 8x8
+    assert seen["ours_skip"] == 8 and seen["ref_skip"] == 16  # the first down-block takes 16x16 to 8x8
