@@ -28,7 +28,6 @@ import copy
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
@@ -281,10 +280,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     set_seed(cfg.seed)
     task = MatchingTask(cfg, tokenizer, val_split)
     trainer = Trainer(task, cfg, loader)
-    start = trainer.position.step
-    t0 = time.perf_counter()
     state = trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = state["seconds"]
     acc = trainer.accelerator
     results: Dict[str, Any] = {}
     best = Path(cfg.output_dir) / "best"
@@ -294,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         final = Path(cfg.output_dir) / "final"
         model = task.exported()
         model.save_pretrained(final)
-        steps = state["step"] - start
+        steps = state["steps_run"]
         kw = dict(image_size=cfg.data.image_size, batch_size=cfg.eval.batch_size, max_images=cfg.eval.max_images)
         results = {"regime": cfg.regime, "steps": state["step"], "processes": acc.num_processes,
                    "train_pairs_per_s": steps * cfg.batch_size * acc.num_processes / seconds if steps else None,

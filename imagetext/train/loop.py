@@ -292,7 +292,12 @@ class Trainer:
             raise self._diverged(f"non-finite {what}", batch_ids if bad else None)
 
     def train(self) -> Dict[str, Any]:
-        """Run to ``max_steps``; returns {"step", "last_checkpoint", "last_logs"}."""
+        """Run to ``max_steps``; returns {"step", "last_checkpoint", "last_logs", "steps_run", "seconds"}.
+
+        ``steps_run`` / ``seconds``: the optimiser steps this call made (after a resume: not the
+        ones before it) and their wall time, for throughput figures.
+        """
+        import time
         acc, cfg, task = self.accelerator, self.config, self.task
         if self.resume_from is not None:
             acc.load_state(str(self.resume_from))  # models, optimisers, schedulers, task, position, RNGs
@@ -301,6 +306,7 @@ class Trainer:
                             self.position.num_processes, acc.num_processes)
                 self.position.num_processes = acc.num_processes
             acc.print(f"resumed from {self.resume_from} at step {self.position.step}")
+        start_step, t0 = self.position.step, time.perf_counter()
         batches = self._batches()
         params = [p for m in task.models.values() for p in m.parameters() if p.requires_grad]
         window: Dict[str, List[torch.Tensor]] = {}
@@ -366,7 +372,8 @@ class Trainer:
         bar.close()
         for tracker in acc.trackers:  # not acc.end_training(): that also destroys the process group
             tracker.finish()
-        return {"step": self.position.step, "last_checkpoint": self.last_checkpoint, "last_logs": last_logs}
+        return {"step": self.position.step, "last_checkpoint": self.last_checkpoint, "last_logs": last_logs,
+                "steps_run": self.position.step - start_step, "seconds": time.perf_counter() - t0}
 
     def _log(self, window: Dict[str, List[torch.Tensor]], step: int) -> Dict[str, float]:
         acc = self.accelerator

@@ -5,6 +5,7 @@ Importing this package registers the built-in variants in :data:`imagetext.regis
 """
 from . import dfgan  # noqa: F401  (registers "dfgan")
 from . import ssagan  # noqa: F401  (registers "ssagan")
+from . import attngan, dmgan  # noqa: F401
 
 try:  # variants written later register the same way
     from . import galip  # noqa: F401

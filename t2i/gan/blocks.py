@@ -8,7 +8,7 @@ so every block starts as the identity), each followed by LeakyReLU(0.2).
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -130,3 +130,22 @@ class ConditionHead(nn.Module):
 class ToRGB(nn.Sequential):
     def __init__(self, channels: int) -> None:
         super().__init__(nn.LeakyReLU(0.2), nn.Conv2d(channels, 3, 3, 1, 1), nn.Tanh())
+
+
+class ConditionalDiscriminator(nn.Module):
+    """The discriminator contract of the one-stage variants: ``features(images)`` -> (B, C, 4, 4) and a
+    :class:`ConditionHead` ``head``; ``forward`` gives the (image, sentence) logits and, with
+    ``mismatched`` (K, S), the logits of the first K images against those sentences from the same
+    features (one trunk forward)."""
+
+    head: ConditionHead
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor,
+                mismatched: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        f = self.features(images)
+        logits = self.head(f, sentence)
+        mis = self.head(f[: mismatched.shape[0]], mismatched) if mismatched is not None else None
+        return logits, mis

@@ -7,14 +7,14 @@ at 32 / 64 / 256 px (``tests/test_gan_models.py`` checks them).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import nn
 
 from imagetext.registry import GANS
 
-from .blocks import ConditionHead, DownBlock, ToRGB, UpBlock, discriminator_channels, generator_channels
+from .blocks import ConditionalDiscriminator, ConditionHead, DownBlock, ToRGB, UpBlock, discriminator_channels, generator_channels
 from .variant import Condition, GANVariant
 
 
@@ -37,7 +37,7 @@ class DFGenerator(nn.Module):
         return self.to_rgb(h)
 
 
-class DFDiscriminator(nn.Module):
+class DFDiscriminator(ConditionalDiscriminator):
     """RGB -> conv -> residual down-blocks to 8nf x 4 x 4 -> conditional head with the sentence."""
 
     def __init__(self, nf: int, cond_dim: int, imsize: int) -> None:
@@ -48,13 +48,6 @@ class DFDiscriminator(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(images))
-
-    def forward(self, images: torch.Tensor, sentence: torch.Tensor,
-                mismatched: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        f = self.features(images)
-        logits = self.head(f, sentence)
-        mis = self.head(f[: mismatched.shape[0]], mismatched) if mismatched is not None else None
-        return logits, mis
 
 
 @GANS.register("dfgan")

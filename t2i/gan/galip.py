@@ -19,7 +19,7 @@ token/prompt maps and to the images. Written from the method description, not th
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from imagetext.encoders.image import OpenCLIPVisionEncoder
 from imagetext.registry import GANS
 
-from .blocks import ConditionHead, ToRGB, UpBlock
+from .blocks import ConditionalDiscriminator, ConditionHead, ToRGB, UpBlock
 from .variant import Condition, GANVariant
 
 
@@ -141,7 +141,7 @@ class GALIPGenerator(_SharesFrozenTower):
         return self.to_rgb(h)
 
 
-class GALIPDiscriminator(_SharesFrozenTower):
+class GALIPDiscriminator(_SharesFrozenTower, ConditionalDiscriminator):
     """Images -> frozen CLIP grid tokens of ``d_layers`` -> conv trunk -> 8nf x 4 x 4 -> conditional head."""
 
     def __init__(self, tower: OpenCLIPVisionEncoder, nf: int, cond_dim: int, d_layers: List[int]) -> None:
@@ -181,13 +181,6 @@ class GALIPDiscriminator(_SharesFrozenTower):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         h = self.trunk(torch.cat(self.clip_tokens(images), 1))
         return h if h.shape[-1] == 4 else F.adaptive_avg_pool2d(h, 4)
-
-    def forward(self, images: torch.Tensor, sentence: torch.Tensor,
-                mismatched: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        f = self.features(images)
-        logits = self.head(f, sentence)
-        mis = self.head(f[: mismatched.shape[0]], mismatched) if mismatched is not None else None
-        return logits, mis
 
 
 @GANS.register("galip")

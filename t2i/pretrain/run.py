@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from imagetext.cliargs import write_text_atomic
-from imagetext.errors import ConfigError, DataError
+from imagetext.errors import DataError
 
 from .config import PretrainConfig
 
@@ -88,10 +87,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     set_seed(cfg.seed)  # the initial weights depend on the seed only, not on what ran before in this process
     task = PretrainTask(cfg, tokenizer, num_classes=len(train_split.class_names), multi_label=train_split.multi_label)
     trainer = Trainer(task, cfg, loader)
-    start_step = trainer.position.step
-    t0 = time.perf_counter()
     state = trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = state["seconds"]
     acc = trainer.accelerator
     results: Dict[str, Any] = {}
     if acc.is_main_process:
@@ -99,7 +96,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         final = Path(cfg.output_dir) / "final"
         text.save_pretrained(final / "text_encoder")
         image.save_pretrained(final / "image_encoder")
-        steps = state["step"] - start_step
+        steps = state["steps_run"]
         results = {
             "steps": state["step"],
             "train_samples_per_s": (steps * cfg.batch_size * acc.num_processes / seconds) if steps else None,
