@@ -160,7 +160,11 @@ def test_ema_follows_g_with_its_decay():
         assert torch.allclose(e, 0.1 * b0 + 0.9 * p.detach(), atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_SCL], ids=["baseline", "scl"])
+# every variant's tiny preset (its _scl form: two branches + the contrast term), plus DF-GAN's baseline
+TINY_PRESETS = [TINY] + sorted(glob.glob(str(REPO / "configs/t2i/*_tiny_scl.yaml")))
+
+
+@pytest.mark.parametrize("config", TINY_PRESETS, ids=lambda p: Path(p).stem)
 def test_train_export_reload_gives_identical_images(tmp_path, config):
     from t2i.gan.pipeline import T2IPipeline
 
