@@ -172,11 +172,10 @@ class T2IPipeline:
 
     @torch.no_grad()
     def encode(self, prompts: List[str]) -> Condition:
-        dev = self.device
-        tokens, lengths = self.text_encoder.tokenize(prompts)
-        out = self.text_encoder.to(dev)(tokens.to(dev), lengths.to(dev))
-        words = self.generator.needs_words
-        return Condition(out.sentence.float(), out.words if words else None, out.mask if words else None)
+        from .task import encode_captions  # the trainer's own caption -> Condition step
+
+        self.text_encoder.to(self.device)
+        return encode_captions(self.text_encoder, prompts, words=self.generator.needs_words)
 
     @torch.no_grad()
     def generate_tensors(self, prompts: Sequence[str], seed: int = 0, num_images: int = 1,
