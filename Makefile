@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow demo clean
+.PHONY: install browser test test-slow demo checkpoints clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,28 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
 
 install: $(STAMP)
 
-test: install
+# The demo's browser test drives Debian's chromium (Playwright with executable_path): installed here
+# once, as root, from the distribution's packages (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get) for the demo's browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: chromium could not be installed (not root?): the browser test will be skipped"; }
+
+test: install browser
 	$(PY) -m pytest
 
 test-slow: install
 	$(PY) -m pytest -m slow
+
+# The Gradio demo on the bundled checkpoints (app/checkpoints): http://127.0.0.1:$${PORT:-7860}
+PORT ?= 7860
+demo: install
+	$(VENV)/bin/t2i demo --port $(PORT)
+
+# Retrain (resumably, through the benchmark runner) and repack app/checkpoints; hours on a CPU.
+checkpoints: install
+	$(PY) scripts/make_checkpoints.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

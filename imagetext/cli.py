@@ -17,6 +17,7 @@ GROUPS = [
     ("eval", "imagetext.metrics.cli", "FID, KID, IS, R-precision, CLIPScore, retrieval, faithfulness"),
     ("index", "matching.cli", "build and search a FAISS gallery with a trained matcher"),
     ("generate", "t2i.cli", "draw images from prompts with a trained GAN"),
+    ("demo", "app.cli", "serve the Gradio demo on the bundled checkpoints"),
 ]
 
 

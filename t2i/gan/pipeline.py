@@ -128,7 +128,8 @@ class T2IPipeline:
         if getattr(enc, "uses_word_vocab", False) and getattr(enc, "tokenizer", None) is None:
             raise UserError(f"{d / 'text_encoder' / 'vocab.json'}: missing; the text encoder has no vocabulary "
                             "(the model folder is incomplete: copy it again)")
-        return cls(gen, enc, info).to(device)
+        # a bundle may store weights in float16 to halve its size (app/checkpoints): compute in float32
+        return cls(gen.float(), enc.float(), info).to(device)
 
     # -- generation ----------------------------------------------------------------------
 
@@ -143,11 +144,13 @@ class T2IPipeline:
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise PromptError(f"prompt {i + 1} is empty: give words to draw")
-        self.last_warnings = self._prompt_warnings(prompts)
+        self.last_warnings = self.prompt_warnings(prompts)
         return prompts
 
-    def _prompt_warnings(self, prompts: List[str]) -> List[str]:
-        """Unknown words and truncation, said once per prompt (the generator still runs)."""
+    def prompt_warnings(self, prompts: List[str]) -> List[str]:
+        """Unknown words and truncation, said once per prompt (the generator still runs).
+
+        Thread-safe (unlike :attr:`last_warnings`, which the latest call overwrites)."""
         tok = getattr(self.text_encoder, "tokenizer", None)
         limit = getattr(self.text_encoder, "max_len", None)
         out = []
