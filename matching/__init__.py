@@ -18,8 +18,9 @@ from typing import Any
 _LAZY = {
     "SearchIndex": "index", "SearchIndexError": "index",
     "EmbeddingMatcher": "models",
-    **{n: "interaction" for n in ("CrossAttentionMatcher", "InteractionInputError", "rerank",
-                                  "reranked_recall", "reranked_ranks", "full_ranking")},
+    **{n: "interaction" for n in ("CrossAttentionMatcher", "InteractionInputError", "rerank", "rerank_features",
+                                  "reranked_recall", "reranked_ranks", "full_ranking", "interaction_scores",
+                                  "encode_caption_words", "encode_image_regions")},
     "GPO": "pooling", "PoolingInputError": "pooling", "positional_encoding": "pooling",
     **{n: "losses" for n in ("DBLLoss", "InfoNCELoss", "MatchingLossError", "VSELoss", "absolute_boost_loss",
                              "collapse_value", "dbl_absolute_loss", "dbl_relative_loss", "hardest_after",

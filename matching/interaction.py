@@ -21,7 +21,12 @@ because with a margin loss the scale a can grow to shrink every hinge instead of
 Padded words are zeroed before scoring and masked out of the pooling, so whatever the padding
 holds changes no score. Unlike :class:`~matching.models.EmbeddingMatcher` there is no per-item
 vector to index: every pair is scored jointly, so the model is served as a re-ranker of an
-embedding model's shortlist (:func:`rerank`, :func:`reranked_recall`).
+embedding model's shortlist (:func:`rerank`, :func:`reranked_recall`; from precomputed features
+:func:`rerank_features`, and :meth:`CrossAttentionMatcher.rerank_retrieval`, which is how
+``t2i eval retrieval --rerank DIR`` reaches it without importing this package). Alone, it
+ranks a gallery by scoring every pair (:func:`interaction_scores`); trained with
+``scripts/train_matching.py --config configs/matching/birds_interaction_tiny.yaml`` (any
+config with ``model.name: scan`` or ``scan_tiny``).
 
 Saved diffusers-style like the embedding matcher: ``matcher.json`` (format
 ``matching.interaction/1``, name, arguments), ``text_encoder/``, ``image_encoder/`` and
@@ -199,6 +204,21 @@ class CrossAttentionMatcher(EncoderPairModel):
         """The B x B score matrix of a batch (matching pairs on the diagonal), for the VSE/DBL losses."""
         return self.score(images, tokens, lengths)
 
+    def rerank_retrieval(self, sims: Any, regions: torch.Tensor, captions: Sequence[str], caption_to_image: Any,
+                         k: int = 20, batch_size: int = 64, ks: Sequence[int] = (1, 5, 10)) -> Dict[str, Any]:
+        """Recall of retrieve-then-re-rank, for callers that cannot import :mod:`matching`.
+
+        ``t2i eval retrieval --rerank`` (in :mod:`imagetext`) finds this method on whatever
+        model folder it loaded: ``sims`` are an embedding model's (N_img, N_cap) similarities,
+        ``regions`` this model's :meth:`encode_images` of the same images (N_img, K, E).
+        Returns :func:`reranked_recall`'s dictionary (shortlist sizes ``k_t2i`` / ``k_i2t``
+        included, each cut to its gallery).
+        """
+        with _eval_no_grad(self):
+            words, mask = encode_caption_words(self, captions, batch_size)
+        result = rerank_features(self, sims, torch.as_tensor(regions), words, mask, k)
+        return reranked_recall(result, caption_to_image, ks)
+
 
 MODEL_LOADERS.register(FORMAT)(lambda directory: CrossAttentionMatcher.from_pretrained(directory))
 
@@ -262,6 +282,97 @@ def _rerank_rows(short: torch.Tensor, scores: torch.Tensor) -> Tuple[torch.Tenso
     return short.gather(1, order), scores.gather(1, order)
 
 
+def _check_images(images: Any) -> int:
+    if not torch.is_tensor(images) or images.dim() != 4:
+        raise InteractionInputError(f"images must be a (N, 3, H, W) tensor, got "
+                                    f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+    return int(images.shape[0])
+
+
+def _check_captions(captions: Any) -> List[str]:
+    if isinstance(captions, str):
+        raise InteractionInputError("captions must be a list of strings, got one string")
+    return list(captions)
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InteractionInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+def encode_image_regions(model: CrossAttentionMatcher, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> (N, K, E) region sets, ``batch_size`` images at a time (call under no_grad)."""
+    n, bs = _check_images(images), _check_batch_size(batch_size)
+    return torch.cat([model.encode_images(images[a:a + bs].to(model.device)) for a in range(0, n, bs)])
+
+
+def encode_caption_words(model: CrossAttentionMatcher, captions: Sequence[str],
+                         batch_size: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Captions -> ((N, T, E) word vectors, (N, T) mask), batches padded to one width (call under no_grad)."""
+    captions, bs = _check_captions(captions), _check_batch_size(batch_size)
+    if not captions:
+        raise InteractionInputError("no captions to encode")
+    parts = [model.encode_texts(captions[a:a + bs]) for a in range(0, len(captions), bs)]
+    width = max(w.shape[1] for w, _ in parts)
+    words = torch.cat([F.pad(w, (0, 0, 0, width - w.shape[1])) for w, _ in parts])
+    mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
+    return words, mask
+
+
+def interaction_scores(model: CrossAttentionMatcher, images: torch.Tensor, captions: Sequence[str],
+                       batch_size: int = 64) -> torch.Tensor:
+    """Every image against every caption, (N_img, N_cap) on the CPU, in eval mode without gradients.
+
+    The full ranking an interaction model gives on its own (no shortlist): what held-out
+    evaluation of a trained interaction model uses, and what re-ranking the whole gallery equals.
+    """
+    with _eval_no_grad(model):
+        regions = encode_image_regions(model, images, batch_size)
+        words, mask = encode_caption_words(model, captions, batch_size)
+        return model.score_features(regions, words, mask).float().cpu()
+
+
+def rerank_features(interaction_model: CrossAttentionMatcher, sims: Any, regions: torch.Tensor,
+                    words: torch.Tensor, mask: torch.Tensor, k: int = 10) -> Dict[str, Any]:
+    """:func:`rerank` from precomputed inputs: embedding ``sims`` (N_img, N_cap) and the interaction
+    features (regions (N_img, K, E); words (N_cap, T, E) with mask (N_cap, T)).
+
+    For callers that embed the gallery themselves (``t2i eval retrieval --rerank`` extracts the
+    regions with its data loader); returns the same dictionary as :func:`rerank`.
+    """
+    k = _check_k(k)
+    sims = torch.as_tensor(np.asarray(sims) if not torch.is_tensor(sims) else sims).float().cpu()
+    if sims.dim() != 2 or 0 in sims.shape:
+        raise InteractionInputError(f"sims must be a non-empty (N_images, N_captions) matrix, got {tuple(sims.shape)}")
+    n_img, n_cap = sims.shape
+    if regions.dim() != 3 or regions.shape[0] != n_img or words.dim() != 3 or words.shape[0] != n_cap \
+            or mask.shape != words.shape[:2]:
+        raise InteractionInputError(f"sims {tuple(sims.shape)} need regions ({n_img}, K, E), words ({n_cap}, T, E) and "
+                                    f"mask ({n_cap}, T); got {tuple(regions.shape)}, {tuple(words.shape)}, "
+                                    f"{tuple(mask.shape)}")
+    if not bool(torch.isfinite(sims).all()):
+        raise InteractionInputError("sims contain NaN or inf")
+    k_t2i, k_i2t = min(k, n_img), min(k, n_cap)
+    dev = interaction_model.device
+
+    def pair_scores(img_idx: torch.Tensor, cap_idx: torch.Tensor) -> torch.Tensor:
+        i, c = img_idx.reshape(-1), cap_idx.reshape(-1)
+        out = [interaction_model.score_feature_pairs(regions[i[a:a + 4096]].to(dev), words[c[a:a + 4096]].to(dev),
+                                                     mask[c[a:a + 4096]].to(dev)) for a in range(0, len(i), 4096)]
+        return torch.cat(out).float().cpu().reshape(img_idx.shape)
+
+    with _eval_no_grad(interaction_model):
+        short_t2i = _stable_topk(sims.T, k_t2i)  # (N_cap, k) images
+        caps = torch.arange(n_cap)[:, None].expand_as(short_t2i)
+        t2i, t2i_scores = _rerank_rows(short_t2i, pair_scores(short_t2i, caps))
+        short_i2t = _stable_topk(sims, k_i2t)  # (N_img, k) captions
+        imgs = torch.arange(n_img)[:, None].expand_as(short_i2t)
+        i2t, i2t_scores = _rerank_rows(short_i2t, pair_scores(imgs, short_i2t))
+    return {"sims": sims, "t2i": t2i, "t2i_scores": t2i_scores, "i2t": i2t, "i2t_scores": i2t_scores,
+            "k_t2i": k_t2i, "k_i2t": k_i2t, "n_images": n_img, "n_captions": n_cap}
+
+
 def rerank(embedding_model: Any, interaction_model: CrossAttentionMatcher, images: torch.Tensor,
            captions: Sequence[str], k: int = 10, batch_size: int = 64) -> Dict[str, Any]:
     """Retrieve with the embedding model, re-rank each query's top-k with the interaction model.
@@ -286,47 +397,20 @@ def rerank(embedding_model: Any, interaction_model: CrossAttentionMatcher, image
          "i2t": (N_img, k_i2t) caption indices; "i2t_scores", "k_t2i", "k_i2t", "n_images", "n_captions"}.
     """
     k = _check_k(k)
-    if isinstance(captions, str):
-        raise InteractionInputError("captions must be a list of strings, got one string")
-    captions = list(captions)
-    if not torch.is_tensor(images) or images.dim() != 4:
-        raise InteractionInputError(f"images must be a (N, 3, H, W) tensor, got "
-                                    f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-    n_img, n_cap = images.shape[0], len(captions)
+    captions = _check_captions(captions)
+    n_img, n_cap = _check_images(images), len(captions)
     if n_img == 0 or n_cap == 0:
         raise InteractionInputError(f"empty gallery: {n_img} images, {n_cap} captions")
-    if batch_size < 1:
-        raise InteractionInputError(f"batch_size must be >= 1, got {batch_size}")
-    k_t2i, k_i2t = min(k, n_img), min(k, n_cap)
+    bs = _check_batch_size(batch_size)
     emb_dev = next(embedding_model.parameters()).device
-    int_dev = interaction_model.device
     with _eval_no_grad(embedding_model, interaction_model):
-        img_emb = torch.cat([embedding_model.embed_images(images[a:a + batch_size].to(emb_dev)).float()
-                             for a in range(0, n_img, batch_size)])
-        txt_emb = torch.cat([embedding_model.embed_texts(captions[a:a + batch_size]).float()
-                             for a in range(0, n_cap, batch_size)])
+        img_emb = torch.cat([embedding_model.embed_images(images[a:a + bs].to(emb_dev)).float()
+                             for a in range(0, n_img, bs)])
+        txt_emb = torch.cat([embedding_model.embed_texts(captions[a:a + bs]).float() for a in range(0, n_cap, bs)])
         sims = (img_emb @ txt_emb.T).cpu()
-        regions = torch.cat([interaction_model.encode_images(images[a:a + batch_size].to(int_dev))
-                             for a in range(0, n_img, batch_size)])
-        parts = [interaction_model.encode_texts(captions[a:a + batch_size]) for a in range(0, n_cap, batch_size)]
-        width = max(w.shape[1] for w, _ in parts)
-        words = torch.cat([F.pad(w, (0, 0, 0, width - w.shape[1])) for w, _ in parts])
-        mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
-
-        def pair_scores(img_idx: torch.Tensor, cap_idx: torch.Tensor) -> torch.Tensor:
-            i, c = img_idx.reshape(-1).to(int_dev), cap_idx.reshape(-1).to(int_dev)
-            out = [interaction_model.score_feature_pairs(regions[i[a:a + 4096]], words[c[a:a + 4096]],
-                                                         mask[c[a:a + 4096]]) for a in range(0, len(i), 4096)]
-            return torch.cat(out).float().cpu().reshape(img_idx.shape)
-
-        short_t2i = _stable_topk(sims.T, k_t2i)  # (N_cap, k) images
-        caps = torch.arange(n_cap)[:, None].expand_as(short_t2i)
-        t2i, t2i_scores = _rerank_rows(short_t2i, pair_scores(short_t2i, caps))
-        short_i2t = _stable_topk(sims, k_i2t)  # (N_img, k) captions
-        imgs = torch.arange(n_img)[:, None].expand_as(short_i2t)
-        i2t, i2t_scores = _rerank_rows(short_i2t, pair_scores(imgs, short_i2t))
-    return {"sims": sims, "t2i": t2i, "t2i_scores": t2i_scores, "i2t": i2t, "i2t_scores": i2t_scores,
-            "k_t2i": k_t2i, "k_i2t": k_i2t, "n_images": n_img, "n_captions": n_cap}
+        regions = encode_image_regions(interaction_model, images, bs)
+        words, mask = encode_caption_words(interaction_model, captions, bs)
+    return rerank_features(interaction_model, sims, regions, words, mask, k)
 
 
 def _direction(result: Dict[str, Any], direction: str) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -234,7 +234,11 @@ class MatchingTask(TrainTask):
 @torch.no_grad()
 def evaluate_matcher(model: Any, split: Any, image_size: int, batch_size: int = 100,
                      max_images: Optional[int] = None) -> Dict[str, float]:
-    """Held-out retrieval (images x all their captions) with the shared ``retrieval_recall``."""
+    """Held-out retrieval (images x all their captions) with the shared ``retrieval_recall``.
+
+    An embedding matcher is scored on ``embed_images @ embed_texts.T``; an interaction
+    matcher (no per-item embedding) on its score of every image-caption pair.
+    """
     import numpy as np
 
     from imagetext.data.dataset import ImageTextDataset
@@ -244,9 +248,16 @@ def evaluate_matcher(model: Any, split: Any, image_size: int, batch_size: int = 
     ds = ImageTextDataset(split, image_size=image_size, train=False, two_captions=False)
     n = len(ds) if max_images is None else min(max_images, len(ds))
     dev = model.device
+    caps = [(i, c) for i in range(n) for c in split.samples[i].captions]
+    if not hasattr(model, "embed_images"):  # an interaction model: every pair scored jointly (full ranking)
+        from .interaction import interaction_scores
+
+        images = torch.stack([ds[i]["image"] for i in range(n)])
+        sims = interaction_scores(model, images, [c for _, c in caps], batch_size).numpy()
+        res = retrieval_recall(sims, np.array([i for i, _ in caps]))
+        return {k: res[k] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")}
     img = np.concatenate([model.embed_images(torch.stack([ds[i]["image"] for i in range(a, min(a + batch_size, n))])
                                              .to(dev)).cpu().numpy() for a in range(0, n, batch_size)])
-    caps = [(i, c) for i in range(n) for c in split.samples[i].captions]
     txt = np.concatenate([model.embed_texts([c for _, c in caps[a:a + batch_size]]).cpu().numpy()
                           for a in range(0, len(caps), batch_size)])
     res = retrieval_recall(EmbeddingSimilarity(img, txt), np.array([i for i, _ in caps]))
