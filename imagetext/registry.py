@@ -158,3 +158,30 @@ def load_saved_model(directory: Any) -> Any:
                 return MODEL_LOADERS.get(fmt)(folder)
     raise UserError(f"{root}: no saved model of a known format here or in {root / 'final'} "
                     f"(known: {', '.join(MODEL_LOADERS.names()) or 'none installed'})")
+
+
+def load_saved_model_with(directory: Any, methods: Any, flag: str, role: str, hint: str = "") -> Any:
+    """:func:`load_saved_model`, then check the model can do what the caller needs.
+
+    Args:
+        methods: names of the methods the caller will call (e.g. ``("embed_images", "embed_texts")``).
+        flag: the command-line option that named ``directory`` (for the message).
+        role: what the caller needs, in words ("an embedding matcher").
+        hint: what to give instead, appended to the message.
+
+    Raises:
+        UserError: the folder holds another kind of model, naming its class, its name and the missing methods.
+    """
+    from .errors import UserError
+
+    try:
+        model = load_saved_model(directory)
+    except UserError as e:
+        raise UserError(f"{flag} {e}") from None
+    missing = [m for m in methods if not callable(getattr(model, m, None))]
+    if missing:
+        name = getattr(model, "name", None)
+        what = type(model).__name__ + (f" ({name!r})" if name else "")
+        raise UserError(f"{flag} {directory}: holds a {what}, not {role} (it has no {', '.join(missing)})"
+                        + (f"; {hint}" if hint else ""))
+    return model

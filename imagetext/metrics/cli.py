@@ -184,6 +184,13 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings first (cosine similarity)")
     p.add_argument("--image-size", type=int_range(16, 1024), default=None, metavar="PX",
                    help="with --model: side the images are resized to before the matcher (default: --size)")
+    p.add_argument("--rerank", metavar="DIR", help="with --model: an interaction (cross-attention) model folder that "
+                   "re-ranks each query's --rerank-k shortlist; the re-ranked recall is reported, the embedding-only "
+                   "recall beside it under embedding_only")
+    p.add_argument("--rerank-k", type=positive_int, default=20, metavar="K",
+                   help="shortlist size re-ranked per query (default 20; cut to the gallery with a note)")
+    p.add_argument("--rerank-image-size", type=int_range(16, 1024), default=None, metavar="PX",
+                   help="side the images are resized to for the --rerank model (default: --image-size)")
     _compute(p)
     _data(p)
     _output(p)
@@ -527,11 +534,18 @@ def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
     if len(given) > 1:
         raise UserError(f"give one of --model (with --data), --embeddings, or --sims with --caption-to-image; got {' and '.join(given)}")
     out: Dict[str, Any] = {}
+    if args.rerank is not None and args.model is None:
+        raise UserError("--rerank needs --model (the embedding model whose shortlists it re-ranks) and --data: "
+                        "the re-ranker scores images and captions itself, which --embeddings / --sims do not hold")
+    reranker = None
     if args.model is not None:
         if not args.data:
             raise UserError("--model needs --data (dataset:NAME:SPLIT[:N] or a folder with metadata.jsonl)")
+        model = _embedding_model(args)
+        if args.rerank is not None:
+            reranker = _reranker(args)
         images = _resolve(args.data, args, "--data", need_prompts=True)
-        sims, c2i = _embed_with_model(args, images)
+        sims, c2i = _embed_with_model(args, images, model)
         _inputs(out, args, data=images)
     elif args.embeddings is not None:
         if args.caption_to_image is not None:
@@ -550,20 +564,93 @@ def _retrieval(args: argparse.Namespace) -> Dict[str, Any]:
         res: Dict[str, Any] = coco_retrieval(sims, c2i, tie=args.tie)
     else:
         res = retrieval_recall(sims, c2i, tie=args.tie)
+    if reranker is not None:
+        emb_only = {"tie": args.tie, **res}
+        res, info = _reranked(args, reranker, images, sims, c2i)
+        res = {**res, "rerank": info, "embedding_only": emb_only}
     return {"metric": "retrieval", "protocol": args.protocol, "tie": args.tie, **res,
             **({"model": args.model, "data": args.data} if args.model else {}), **out, "version": __version__}
 
 
-def _embed_with_model(args: argparse.Namespace, images: Any) -> tuple:
+_EMBEDDER = ("embed_images", "embed_texts")
+_RERANKER = ("encode_images", "rerank_retrieval")
+
+
+def _embedding_model(args: argparse.Namespace) -> Any:
+    """The ``--model`` folder's matcher, refused with a clear message when it cannot embed (an interaction model)."""
+    from ..registry import load_saved_model_with
+
+    return load_saved_model_with(args.model, _EMBEDDER, "--model", "an embedding matcher",
+                                 "an interaction model scores image-caption pairs jointly and cannot embed: give an "
+                                 "embedding matcher as --model and the interaction model as --rerank").eval()
+
+
+def _reranker(args: argparse.Namespace) -> Any:
+    """The ``--rerank`` folder's interaction model, refused with a clear message when it cannot re-rank."""
+    from ..registry import load_saved_model_with
+
+    return load_saved_model_with(args.rerank, _RERANKER, "--rerank", "an interaction (re-ranking) model",
+                                 "give a cross-attention matcher's folder (train one with scripts/train_matching.py "
+                                 "--config configs/matching/birds_interaction_tiny.yaml, or any config with "
+                                 "model.name: scan)").eval()
+
+
+def _reranked(args: argparse.Namespace, reranker: Any, images: Any, sims: Any, c2i: Any) -> tuple:
+    """Recall after re-ranking each query's embedding shortlist with ``reranker`` (full or COCO 1K/5K protocol).
+
+    Returns (the recall dictionary, shaped like the embedding-only one; what was re-ranked).
+    """
+    import numpy as np
+    import torch
+
+    from .engine import EmbeddingExtractor, extract
+
+    size = args.rerank_image_size or args.image_size or args.size
+    r = extract(EmbeddingExtractor(reranker, size, method="encode_images"), images.source(),
+                batch_size=args.batch_size, keep_features=True, stats=False, progress=not args.no_progress,
+                desc=f"re-ranker regions {images.spec}", device=args.device, num_workers=args.workers)
+    regions = torch.from_numpy(r.features)
+    captions = [c for s in images.split.samples for c in s.captions]
+    c2i = np.asarray(c2i)
+    n_img, n_cap = sims.shape
+    dense = np.asarray(sims.block(np.arange(n_img), np.arange(n_cap)), dtype=np.float32)
+    k = args.rerank_k
+
+    def one(rows: slice) -> Dict[str, Any]:
+        cols = np.flatnonzero((c2i >= rows.start) & (c2i < rows.stop))
+        n_i, n_c = rows.stop - rows.start, len(cols)
+        for gallery, n in (("t2i (images)", n_i), ("i2t (captions)", n_c)):
+            if k > n:
+                _warn(args, f"--rerank-k {k} is larger than the {gallery} gallery of {n}: its shortlists are cut "
+                      f"to {n}, i.e. every item is re-ranked")
+        return reranker.rerank_retrieval(dense[rows][:, cols], regions[rows], [captions[j] for j in cols],
+                                         c2i[cols] - rows.start, k=k, batch_size=args.batch_size)
+
+    if args.protocol == "coco":  # the folds and labels of coco_retrieval, which already checked them
+        folds = n_img // 1000
+        per = [one(slice(f * 1000, (f + 1) * 1000)) for f in range(folds)]
+        res: Dict[str, Any] = {"n_images": n_img,
+                               "1k": {**{key: float(np.mean([p[key] for p in per])) for key in per[0]}, "folds": folds}}
+        if folds > 1:
+            res["5k" if folds == 5 else f"all_{n_img}"] = one(slice(0, n_img))
+    else:
+        res = {**one(slice(0, n_img)), "folds": 1}
+    info = {"model": args.rerank, "k": k, "image_size": size,
+            "ties": "final lists are total orders: equal interaction scores keep the embedding order, and items "
+                    "outside the shortlist follow it in the embedding order"}
+    return res, info
+
+
+def _embed_with_model(args: argparse.Namespace, images: Any, model: Any = None) -> tuple:
     """Image and caption embeddings of ``images`` by the saved matcher ``args.model`` (every caption of each image)."""
     import numpy as np
     import torch
 
-    from ..registry import load_saved_model
     from .engine import EmbeddingExtractor, extract
     from .retrieval import EmbeddingSimilarity
 
-    model = load_saved_model(args.model).eval()
+    if model is None:
+        model = _embedding_model(args)
     r = extract(EmbeddingExtractor(model, args.image_size or args.size), images.source(), batch_size=args.batch_size, keep_features=True,
                 progress=not args.no_progress, desc=f"image embeddings {images.spec}", device=args.device,
                 num_workers=args.workers)

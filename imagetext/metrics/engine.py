@@ -84,19 +84,21 @@ class EmbeddingExtractor(torch.nn.Module):
 
     Each batch group is resized to ``size`` (antialiased bilinear) before the model; the
     embeddings come back as ``features``. Used to embed galleries and held-out sets with
-    trained matchers, whatever package the model comes from.
+    trained matchers, whatever package the model comes from. ``method`` names another
+    per-image encoder of the model (e.g. an interaction model's ``encode_images``, whose
+    (B, K, E) region sets need ``extract(..., stats=False)``).
     """
 
-    def __init__(self, model: torch.nn.Module, size: int) -> None:
+    def __init__(self, model: torch.nn.Module, size: int, method: str = "embed_images") -> None:
         super().__init__()
-        self.model, self.size = model, int(size)
+        self.model, self.size, self.method = model, int(size), method
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> Dict[str, Any]:
         if x.shape[-2:] != (self.size, self.size):
             x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                                 antialias=True)
-        return {"features": self.model.embed_images(x * 2.0 - 1.0).float()}
+        return {"features": getattr(self.model, self.method)(x * 2.0 - 1.0).float()}
 
 
 @dataclass
@@ -151,7 +153,7 @@ def default_workers(device: torch.device) -> int:
 def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], torch.Tensor], batch_size: int = 50,
             keep_features: bool = False, keep_logits: bool = False, keep_heads: bool = False,
             progress: bool = True, num_workers: Optional[int] = None, desc: str = "features",
-            device: Union[str, torch.device] = "cpu") -> Extracted:
+            device: Union[str, torch.device] = "cpu", stats: bool = True) -> Extracted:
     """Run ``extractor`` over ``images``; every process takes its shard, results are merged.
 
     Args:
@@ -160,6 +162,8 @@ def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], t
         keep_*: also return raw features / logits / head outputs (input order) for KID, IS, faithfulness.
         num_workers: data-loader workers; None picks :func:`default_workers` for the device.
         device: where the extractor runs (``"auto"``, ``"cpu"``, ``"cuda"`` or a torch.device).
+        stats: accumulate FID statistics of the features (False: features of any shape are
+            only kept, and ``Extracted.stats`` stays empty).
     """
     from collections import Counter
 
@@ -181,6 +185,7 @@ def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], t
     shard = torch.utils.data.Subset(images, list(range(rank, n, world)))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
                         pin_memory=dev.type == "cuda")
+    want_stats = stats
     stats = FeatureStats()
     idx_l: List[torch.Tensor] = []
     kept: Dict[str, List[torch.Tensor]] = {}
@@ -202,7 +207,8 @@ def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], t
                 gidx = idx[js]
                 if not torch.isfinite(feats).all():
                     raise MetricInputError(f"extractor produced NaN/inf features for images {gidx[:5].tolist()}")
-                stats.update(feats.double().cpu())
+                if want_stats:
+                    stats.update(feats.double().cpu())
                 idx_l.append(gidx)
                 if keep_features:
                     kept.setdefault("features", []).append(feats.float().cpu())
@@ -214,7 +220,8 @@ def extract(extractor: torch.nn.Module, images: Union[Dataset, Sequence[Path], t
                             kept.setdefault(f"head:{k}", []).append(v.float().cpu())
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    stats.all_reduce()
+    if want_stats:
+        stats.all_reduce()
     local = {k: torch.cat(v) for k, v in kept.items()}
     order = torch.cat(idx_l) if idx_l else torch.zeros(0, dtype=torch.long)
     if world > 1:
