@@ -66,17 +66,26 @@ def _model_info(model_dir: str, model: Any, size: int) -> Dict[str, Any]:
             "heads_sha256": sha256_file(heads) if heads.is_file() else None}
 
 
+def _embedding_model(model_dir: str) -> Any:
+    """The matcher in ``model_dir``, refused with a clear message if it cannot embed (an interaction model)."""
+    from imagetext.registry import load_saved_model_with
+
+    return load_saved_model_with(model_dir, ("embed_images", "embed_texts"), "--model", "an embedding matcher",
+                                 "an interaction model scores image-caption pairs jointly, so it cannot be "
+                                 "indexed; index with an embedding matcher (it can re-rank a shortlist: "
+                                 "t2i eval retrieval --rerank)").eval()
+
+
 def _build(args: argparse.Namespace) -> int:
     from imagetext.cliargs import prepare_output_dir
     from imagetext.metrics.engine import EmbeddingExtractor, extract
     from imagetext.metrics.inputs import resolve_input
-    from imagetext.registry import load_saved_model
 
     from .index import SearchIndex
 
     prepare_output_dir(args.out, "--out", args.overwrite)
+    model = _embedding_model(args.model)
     images = resolve_input(args.images, args, what="--images")
-    model = load_saved_model(args.model).eval()
     r = extract(EmbeddingExtractor(model, args.size), images.source(), batch_size=args.batch_size, keep_features=True,
                 progress=not args.no_progress, desc=f"embedding {args.images}", device=args.device, num_workers=args.workers)
     if images.split is not None:
@@ -119,7 +128,6 @@ def _query_embedding(args: argparse.Namespace, model: Any, size: int) -> Any:
 
 def _search(args: argparse.Namespace) -> int:
     from imagetext.errors import UserError
-    from imagetext.registry import load_saved_model
 
     from .index import SearchIndex
 
@@ -128,10 +136,16 @@ def _search(args: argparse.Namespace) -> int:
     model_dir = args.model or info.get("path")
     if not model_dir:
         raise UserError(f"--index {args.index}: does not record its model; pass --model DIR")
-    model = load_saved_model(model_dir).eval()
+    model = _embedding_model(model_dir)
     if int(model.embed_dim) != index.dim:
         raise UserError(f"--model {model_dir}: gives {model.embed_dim}-d embeddings but the index holds {index.dim}-d "
                         "ones (built by another model)")
+    if args.model is not None and info.get("heads_sha256"):
+        mine = _model_info(model_dir, model, 0).get("heads_sha256")
+        if mine != info["heads_sha256"]:
+            print(f"t2i index: warning: --model {model_dir} is not the model that built the index ({info.get('path')}): "
+                  "its weights differ, so the scores are meaningful only if both embed into the same space",
+                  file=sys.stderr)
     query = _query_embedding(args, model, int(info.get("image_size") or 64))
     hits = index.search(query, k=args.k)[0]
     results: List[Dict[str, Any]] = [{"image": i, "score": float(s)} for i, s in hits]

@@ -77,6 +77,88 @@ def test_index_bad_input(W, argv, code, words):
     check_case([a.format(W=W) if isinstance(a, str) else a for a in argv], code, words)
 
 
+def _other_model(W: Path, name: str, embed_dim: int) -> Path:
+    """An untrained tiny embedding matcher saved beside the index (not the one that built it)."""
+    import torch
+
+    from imagetext.registry import MATCHERS
+    from imagetext.tokenizer import WordTokenizer
+
+    out = W / name
+    if not out.is_dir():
+        torch.manual_seed(3)
+        MATCHERS.build("vse_gpo_tiny", tokenizer=WordTokenizer.build(["a small red bird"]),
+                       embed_dim=embed_dim).save_pretrained(out)
+    return out
+
+
+def _interaction_model(W: Path) -> Path:
+    import torch
+
+    from imagetext.registry import MATCHERS
+    from imagetext.tokenizer import WordTokenizer
+
+    out = W / "inter"
+    if not out.is_dir():
+        torch.manual_seed(4)
+        MATCHERS.build("scan_tiny", tokenizer=WordTokenizer.build(["a small red bird"])).save_pretrained(out)
+    return out
+
+
+def test_index_built_by_another_model(W):
+    # another dimension: refused, naming both dimensions
+    other = _other_model(W, "other8", 8)
+    check_case(["index", "search", "--index", W / "gallery", "--model", other, "--text", "bird"], 2,
+               ["--model", "8-d embeddings", "16-d", "built by another model"])
+    # same dimension, other weights: searched, with a warning that the spaces may differ
+    same = _other_model(W, "other16", 16)
+    r = check_case(["index", "search", "--index", W / "gallery", "--model", same, "--text", "bird", "-k", "3"], 0,
+                   ["warning", "not the model that built the index"])
+    assert len(r.out.strip().splitlines()) == 3
+    # the model that built it: no warning
+    r = run_cli(["index", "search", "--index", W / "gallery", "--model", W / "model", "--text", "bird", "-k", "3"])
+    assert r.code == 0 and "warning" not in r.err
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["index", "build", "--model", "{inter}", "--images", "dataset:birds:test:5", "--out", "{W}/g3"],
+     ["--model", "not an embedding matcher", "cannot be indexed", "--rerank"]),
+    (["index", "search", "--index", "{W}/gallery", "--model", "{inter}", "--text", "bird"],
+     ["--model", "not an embedding matcher"]),
+])
+def test_interaction_model_cannot_index(W, argv, words):
+    inter = _interaction_model(W)
+    check_case([a.format(W=W, inter=inter) for a in argv], 2, words)
+    assert not (W / "g3").exists()
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda p: p.write_bytes(b""), ["query.png", "not an image"]),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), ["query.png", "not an image"]),  # broken PNG
+    (lambda p: None, ["query.png", "not found"]),
+])
+def test_unreadable_query_image(W, tmp_path, make, words):
+    p = tmp_path / "query.png"
+    make(p)
+    check_case(["index", "search", "--index", W / "gallery", "--image", p], 2, words)
+
+
+def test_truncated_index_is_detected(W, tmp_path):
+    import shutil
+
+    g = tmp_path / "g"
+    shutil.copytree(W / "gallery", g)
+    p = g / "index.faiss"
+    p.write_bytes(p.read_bytes()[:-64])
+    check_case(["index", "search", "--index", g, "--text", "bird"], 2, ["index.faiss", "truncated"])
+    # the same size with one id altered: caught by the sha256 of ids.json
+    shutil.rmtree(g)
+    shutil.copytree(W / "gallery", g)
+    ids = (g / "ids.json").read_text()
+    (g / "ids.json").write_text(ids.replace("0", "1", 1))
+    check_case(["index", "search", "--index", g, "--text", "bird"], 2, ["ids.json", "sha256"])
+
+
 def test_tampered_index_is_detected(W, tmp_path):
     import shutil
 
