@@ -6,13 +6,13 @@ generation and :class:`matching.gallery.Gallery` folders for retrieval, and cach
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from imagetext.encoders.weights import sha256_file
 from imagetext.errors import UserError
 
 DEFAULT_ROOT = Path(__file__).resolve().parent / "checkpoints"
@@ -42,14 +42,6 @@ class GalleryEntry:
     dir: Path
     metrics: Dict[str, Any] = field(default_factory=dict)
     info: Dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DemoModels:

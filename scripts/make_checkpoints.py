@@ -26,7 +26,6 @@ What it packs (app/checkpoints/, at most 40 MB):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -49,14 +48,6 @@ TRAIN_STEPS = [
                                      "offline-relative-scenes-seed0", "offline-relative-birds-seed0"]),
     ("configs/bench/demo.yaml", ["*"]),
 ]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def halve(path: Path) -> None:
@@ -183,6 +174,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--gallery-size", type=int, default=200, help="test images per retrieval gallery (default 200)")
     args = ap.parse_args(argv)
 
+    from imagetext.encoders.weights import sha256_file
+
     t0 = time.time()
     if not args.pack_only:
         train(sys.executable)
@@ -196,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for f in files:
         p = tmp / f["path"]
         f["bytes"] = p.stat().st_size
-        f["sha256"] = sha256(p)
+        f["sha256"] = sha256_file(p)
         total += f["bytes"]
     ref = json.loads((ROOT / "docs/results/t2i/reference_points_scenes_32.json").read_text())["rows"]
     manifest = {
