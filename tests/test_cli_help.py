@@ -38,6 +38,7 @@ COMMANDS: List[Tuple[str, ...]] = [
     ("index", "build"),
     ("index", "search"),
     ("generate",),
+    ("demo",),
 ]
 
 # Modules whose import costs seconds; none may be loaded to print help.
