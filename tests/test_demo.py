@@ -208,6 +208,8 @@ def test_folder_indexing_stays_inside_the_browse_root(client, browse_root):
     status = client.predict("pics", api_name="/index_folder")
     assert "indexed 6 image(s)" in status
     assert "1 link(s) pointing outside" in status and "1 unreadable" in status
+    images, status = client.predict("a small red bird", "my folder", 3, api_name="/retrieve")
+    assert len(images) == 3 and "my folder" in status
 
 
 def test_fifty_concurrent_generate_calls_complete(server):
