@@ -6,16 +6,18 @@
 What it trains, through the benchmark runner (so every model is a recorded, seeded cell
 that anyone can rerun, and a killed run continues where it stopped):
 
-1. phase 1 (configs/bench/pretrain.yaml): the plain DAMSM pair and the plain CLIP-style pair
-   of `scenes`, seed 0 (the GANs' text encoders);
+1. phase 1 (configs/bench/pretrain.yaml): the plain DAMSM pair of `scenes`, seed 0 (the text
+   encoder of every variant but GALIP);
 2. matching (configs/bench/matching.yaml): the VSE++ anchor and the offline DBL target
    (relative boosting) of `scenes` and of `birds`, seed 0;
-3. the demo generators (configs/bench/demo.yaml): each GAN variant, baseline and `_scl`.
+3. the demo generators (configs/bench/demo.yaml): each GAN variant, baseline and `_scl` (and the
+   narrow CLIP-style pair GALIP is conditioned on).
 
 What it packs (app/checkpoints/, at most 40 MB):
 
-* ``t2i/<config>/``: each generator's exported pipeline (generator + its phase-1 text
-  encoder), weights stored as float16 (the pipeline computes in float32);
+* ``t2i/<config>/``: each generator's exported pipeline, weights stored as float16 (the
+  pipeline computes in float32); its frozen phase-1 text encoder is kept once, in
+  ``t2i/text_encoders/<cell>/``, which ``pipeline.json`` points to;
 * ``retrieval/<world>/``: a :class:`matching.gallery.Gallery`: the DBL matcher (float16
   weights; the index is built from the rounded weights, so it matches what the demo
   computes), the first ``--gallery-size`` test images and their captions;
@@ -43,7 +45,7 @@ RUNS = ROOT / "runs" / "bench"
 WORLDS = ("scenes", "birds")
 MATCHER_CELL = "offline-relative-{world}-seed0"  # the DBL target the galleries serve
 TRAIN_STEPS = [
-    ("configs/bench/pretrain.yaml", ["scenes-plain-seed0", "scenes_clip-plain-seed0"]),
+    ("configs/bench/pretrain.yaml", ["scenes-plain-seed0"]),
     ("configs/bench/matching.yaml", ["anchor-scenes-seed0", "anchor-birds-seed0",
                                      "offline-relative-scenes-seed0", "offline-relative-birds-seed0"]),
     ("configs/bench/demo.yaml", ["*"]),
@@ -79,11 +81,42 @@ def record(matrix: str, cell: str) -> Optional[Dict[str, Any]]:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def share_text_encoder(dst: Path, out: Path, files: List[Dict[str, Any]]) -> None:
+    """Keep one copy of each frozen phase-1 text encoder (t2i/text_encoders/<cell>), pointed to by pipeline.json."""
+    import yaml
+
+    from imagetext.encoders.weights import sha256_file
+
+    enc_path = Path(yaml.safe_load((dst / "config.yaml").read_text())["encoders"]["path"])
+    cell = enc_path.parent.name if enc_path.name == "run" else enc_path.name
+    shared = out / "t2i" / "text_encoders" / cell
+    if not shared.exists():
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(dst / "text_encoder"), str(shared))
+        matrix = "pretrain" if record("pretrain", cell) else "demo"
+        rec = record(matrix, cell) or {"params": {}}
+        for f in sorted(shared.rglob("*")):
+            if f.is_file():
+                files.append({"path": str(f.relative_to(out)), "variant": "phase-1 text encoder", "world": rec["params"].get("world"),
+                              "steps": rec["params"].get("steps"), "seed": rec["params"].get("seed"), "fid": None,
+                              "cell": f"docs/results/cells/{matrix}/{cell}.json"})
+    else:
+        same = sha256_file(shared / "model.safetensors") == sha256_file(dst / "text_encoder" / "model.safetensors")
+        if not same:
+            raise SystemExit(f"make_checkpoints: {dst}: its text encoder differs from {shared} (same cell?)")
+        shutil.rmtree(dst / "text_encoder")
+    meta = json.loads((dst / "pipeline.json").read_text())
+    meta["text_encoder"] = f"../text_encoders/{cell}"
+    (dst / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def pack_generators(out: Path, files: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     gens = []
     for p in sorted((CELLS / "demo").glob("*.json")):
         rec = json.loads(p.read_text())
         params, res = rec["params"], rec["results"]
+        if params.get("variant") == "clip_pair":  # GALIP's encoder cell: packed with the GALIP pipelines
+            continue
         config = params["config"]
         src = ROOT / res["final"]
         if not (src / "pipeline.json").is_file():
@@ -93,6 +126,7 @@ def pack_generators(out: Path, files: List[Dict[str, Any]]) -> List[Dict[str, An
         shutil.copytree(src, dst)
         for st in dst.rglob("*.safetensors"):
             halve(st)
+        share_text_encoder(dst, out, files)
         test = res.get("test", {})
         entry = {"variant": params["variant"], "arm": "scl" if config.endswith("_scl") else "baseline",
                  "dir": f"t2i/{config}", "world": params["world"], "steps": int(params["steps"]),

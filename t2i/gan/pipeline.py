@@ -6,7 +6,9 @@
   (``config.json`` + ``diffusion_pytorch_model.safetensors``); ``T2IGenerator.from_pretrained``
   rebuilds it from the variant name and arguments (GALIP's frozen CLIP tower included);
 * ``text_encoder/``: the frozen text encoder with its vocabulary (``save_pretrained`` format);
-* ``pipeline.json``: ``{"format": "t2i-gan", variant, imsize, noise_dim, truncation, ...}`` and
+* ``pipeline.json``: ``{"format": "t2i-gan", variant, imsize, noise_dim, truncation, ...}``; an
+  optional ``"text_encoder": "../shared/enc"`` points at a text encoder folder elsewhere inside the
+  same bundle (several pipelines conditioned on one frozen encoder keep one copy: app/checkpoints), and
   ``config.yaml``: the resolved training config.
 
     pipe = T2IPipeline.from_pretrained("runs/t2i/dfgan_birds/final")
@@ -103,11 +105,17 @@ class T2IPipeline:
         if info.get("variant") not in GANS:
             raise UserError(f"{meta_path}: variant {info.get('variant')!r} is not installed "
                             f"(known: {', '.join(GANS.names())})")
-        for part, files in (("generator", ("config.json", "diffusion_pytorch_model.safetensors")),
-                            ("text_encoder", ("config.json", "model.safetensors"))):
+        enc_dir = d / "text_encoder"
+        if info.get("text_encoder") is not None:  # a shared copy elsewhere in the bundle
+            rel = info["text_encoder"]
+            enc_dir = (d / str(rel)).resolve()
+            if not isinstance(rel, str) or Path(rel).is_absolute() or d.resolve().parent.parent not in enc_dir.parents:
+                raise UserError(f"{meta_path}: text_encoder {rel!r} must be a relative path inside the bundle")
+        for part, files in ((d / "generator", ("config.json", "diffusion_pytorch_model.safetensors")),
+                            (enc_dir, ("config.json", "model.safetensors"))):
             for f in files:
-                if not (d / part / f).is_file():
-                    raise UserError(f"{d / part / f}: missing; the model folder is incomplete (copy it again)")
+                if not (part / f).is_file():
+                    raise UserError(f"{part / f}: missing; the model folder is incomplete (copy it again)")
         from .generator import T2IGenerator
 
         try:
@@ -119,14 +127,14 @@ class T2IPipeline:
         from safetensors import SafetensorError
 
         try:
-            enc = load_encoder(d / "text_encoder")
+            enc = load_encoder(enc_dir)
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
             if isinstance(e, UserError):
                 raise
             # safetensors' own error (a damaged file) is not an OSError: name the file, no traceback
-            raise UserError(f"{d / 'text_encoder'}: cannot be loaded ({str(e).splitlines()[0][:300]})") from None
+            raise UserError(f"{enc_dir}: cannot be loaded ({str(e).splitlines()[0][:300]})") from None
         if getattr(enc, "uses_word_vocab", False) and getattr(enc, "tokenizer", None) is None:
-            raise UserError(f"{d / 'text_encoder' / 'vocab.json'}: missing; the text encoder has no vocabulary "
+            raise UserError(f"{enc_dir / 'vocab.json'}: missing; the text encoder has no vocabulary "
                             "(the model folder is incomplete: copy it again)")
         # a bundle may store weights in float16 to halve its size (app/checkpoints): compute in float32
         return cls(gen.float(), enc.float(), info).to(device)
