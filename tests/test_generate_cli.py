@@ -267,3 +267,36 @@ def test_model_spec_errors(model, tmp_path):
     for i in range(3):
         Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(plain / f"{i}.png")
     check_case(["eval", "kid", "--real", plain, "--fake", f"model:{model}", *base], 2, ["no prompts", "--prompts-from"])
+
+
+def test_shared_text_encoder_and_float16_bundle(model, tmp_path):
+    """A bundle keeps one text encoder for several pipelines (pipeline.json points to it) and may store
+    float16 weights; the pipeline loads both and draws what the original draws (to float16 rounding)."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from imagetext.errors import UserError
+    from t2i.gan.pipeline import T2IPipeline
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(model / "final", bundle / "t2i" / "a")
+    shutil.move(str(bundle / "t2i" / "a" / "text_encoder"), str(bundle / "t2i" / "shared_enc"))
+    meta_path = bundle / "t2i" / "a" / "pipeline.json"
+    meta = json.loads(meta_path.read_text())
+    meta["text_encoder"] = "../shared_enc"
+    meta_path.write_text(json.dumps(meta))
+    for f in bundle.rglob("*.safetensors"):
+        save_file({k: (v.half() if v.dtype == torch.float32 else v) for k, v in load_file(str(f)).items()}, str(f),
+                  metadata={"format": "pt"})
+    ref = T2IPipeline.from_pretrained(model / "final").generate_tensors(PROMPTS, seed=1)
+    pipe = T2IPipeline.from_pretrained(bundle / "t2i" / "a")
+    assert all(p.dtype == torch.float32 for p in pipe.generator.parameters())
+    assert (pipe.generate_tensors(PROMPTS, seed=1) - ref).abs().max() < 0.05
+    for bad in ("/etc", "../../../../outside"):
+        meta["text_encoder"] = bad
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(UserError, match="relative path inside the bundle"):
+            T2IPipeline.from_pretrained(bundle / "t2i" / "a")
