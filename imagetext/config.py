@@ -7,6 +7,7 @@ to every run's outputs with :func:`save_config`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,9 @@ from .errors import ConfigError
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+_YAML11_EXP = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -68,6 +72,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, where=where)
     if tp is float:
+        if isinstance(value, str) and _YAML11_EXP.match(value.strip()):
+            # PyYAML (YAML 1.1) reads 2e-3 or 1E5 (no dot) as a string; every user means the number
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {value!r}")
         return float(value)

@@ -96,3 +96,19 @@ def test_base_files_merge_section_by_section(tmp_path):
     (tmp_path / "missing.yaml").write_text("_base_: nope.yaml\n")
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_exponent_without_dot_is_a_float():
+    """PyYAML reads 2e-3 as a string (YAML 1.1); a float field takes it as the number, other strings still fail."""
+    from dataclasses import dataclass
+
+    from imagetext.config import ConfigError, from_dict
+
+    @dataclass
+    class C:
+        lr: float = 0.1
+
+    assert from_dict(C, {"lr": "2e-3"}).lr == 0.002
+    assert from_dict(C, {"lr": "1E5"}).lr == 1e5
+    with pytest.raises(ConfigError, match="expected float"):
+        from_dict(C, {"lr": "fast"})
