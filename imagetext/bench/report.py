@@ -47,10 +47,13 @@ def fmt_stat(s: Dict[str, Any], fmt: str, row_n: int) -> str:
     """``mean ± std`` (just the value for one), ``–`` for none; ``(n=k)`` when k differs from the row's n."""
     if not s["n"]:
         return "–"
+    def f(x: float) -> str:  # an integer format ("d") shows a mean rounded
+        return format(round(x) if fmt.endswith("d") else x, fmt)
+
     mean = s["mean"]
-    text = format(mean, fmt) if math.isfinite(mean) else str(mean)
+    text = f(mean) if math.isfinite(mean) else str(mean)
     if s["std"] is not None:
-        text += f" ± {format(s['std'], fmt)}"
+        text += f" ± {f(s['std'])}"
     if s["n"] != row_n:
         text += f" (n={s['n']})"
     return text
