@@ -108,22 +108,17 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _query_embedding(args: argparse.Namespace, model: Any, size: int) -> Any:
-    import numpy as np
-    import torch
-
+    from imagetext.data.images import open_rgb
     from imagetext.errors import UserError
 
-    with torch.no_grad():
-        if args.text is not None:
-            if not args.text.strip():
-                raise UserError("--text is empty: give words to search for")
-            return model.embed_texts([args.text.strip()]).float().cpu().numpy()
-        from imagetext.data.images import open_rgb
+    from .gallery import embed_pil_images, embed_texts
 
-        img, _ = open_rgb(args.image)
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)[None].float() / 255.0
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return model.embed_images(x * 2.0 - 1.0).float().cpu().numpy()
+    if args.text is not None:
+        if not args.text.strip():
+            raise UserError("--text is empty: give words to search for")
+        return embed_texts(model, [args.text.strip()])
+    img, _ = open_rgb(args.image)
+    return embed_pil_images(model, [img], size)
 
 
 def _search(args: argparse.Namespace) -> int:
