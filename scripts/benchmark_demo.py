@@ -53,10 +53,13 @@ def wait_client(url: str, deadline: float) -> Any:
     raise RuntimeError(f"{url}: no answer before the deadline")
 
 
+SERVER_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "benchmark_demo_server.log"
+
+
 def start(cmd: List[str], port: int) -> subprocess.Popen:
     env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = open(SERVER_LOG, "a")  # the server's own output, for when a request fails
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen) -> None:

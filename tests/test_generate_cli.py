@@ -300,3 +300,19 @@ def test_shared_text_encoder_and_float16_bundle(model, tmp_path):
         meta_path.write_text(json.dumps(meta))
         with pytest.raises(UserError, match="relative path inside the bundle"):
             T2IPipeline.from_pretrained(bundle / "t2i" / "a")
+
+
+def test_one_pipeline_serves_concurrent_threads(model):
+    """The demo calls one pipeline from several request threads: every call must succeed and draw what a
+    lone call draws (a BiLSTM text encoder moved with .to() on every call used to race: zip() errors)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from t2i.gan.pipeline import T2IPipeline
+
+    pipe = T2IPipeline.from_pretrained(model / "final")
+    ref = {s: pipe.generate_tensors(PROMPTS, seed=s) for s in range(4)}
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda i: (i % 4, pipe.generate_tensors(PROMPTS, seed=i % 4)), range(48)))
+    assert all(torch.equal(x, ref[s]) for s, x in outs)

@@ -185,7 +185,9 @@ class T2IPipeline:
     def encode(self, prompts: List[str]) -> Condition:
         from .task import encode_captions  # the trainer's own caption -> Condition step
 
-        self.text_encoder.to(self.device)
+        p = next(self.text_encoder.parameters(), None)
+        if p is not None and p.device != self.device:  # never .to() on every call: it rebinds an LSTM's
+            self.text_encoder.to(self.device)           # weights, racing other threads' forward passes
         return encode_captions(self.text_encoder, prompts, words=self.generator.needs_words)
 
     @torch.no_grad()
