@@ -13,7 +13,7 @@ Protocol (all on this machine, loopback only):
    first model, and the first request);
 2. latency: against one warm server, ``--rounds`` rounds per concurrency c in {1, 8, 50}:
    c clients submit one ``/generate`` call each (the prompt alone: 4 images, default model)
-   at the same moment; every request's wall time from submit to result is recorded.
+   at the same moment (and more rounds where c is small: at least 20 requests per level); every request's wall time from submit to result is recorded.
    Reported: p50 / p95 / max over all requests of all rounds, and requests per second.
 
     python scripts/benchmark_demo.py --json docs/results/demo/benchmark_demo.json
@@ -109,7 +109,7 @@ def latency(url: str, concurrency: int, rounds: int) -> Dict[str, Any]:
     lat: List[float] = []
     walls = []
     with ThreadPoolExecutor(concurrency) as pool:
-        for _ in range(rounds):
+        for _ in range(max(rounds, -(-20 // concurrency))):  # at least 20 requests per level
             t0 = time.perf_counter()
             lat += list(pool.map(one, range(concurrency)))
             walls.append(time.perf_counter() - t0)
