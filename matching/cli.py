@@ -68,12 +68,9 @@ def _model_info(model_dir: str, model: Any, size: int) -> Dict[str, Any]:
 
 def _embedding_model(model_dir: str) -> Any:
     """The matcher in ``model_dir``, refused with a clear message if it cannot embed (an interaction model)."""
-    from imagetext.registry import load_saved_model_with
+    from .gallery import load_matcher
 
-    return load_saved_model_with(model_dir, ("embed_images", "embed_texts"), "--model", "an embedding matcher",
-                                 "an interaction model scores image-caption pairs jointly, so it cannot be "
-                                 "indexed; index with an embedding matcher (it can re-rank a shortlist: "
-                                 "t2i eval retrieval --rerank)").eval()
+    return load_matcher(model_dir, "--model")
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -99,13 +99,15 @@ def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 256) -> np.n
     return np.concatenate(out) if out else np.zeros((0, int(model.embed_dim)), np.float32)
 
 
-def _load_matcher(directory: Union[str, Path]) -> Any:
-    from imagetext.registry import load_saved_model
+def load_matcher(directory: Union[str, Path], flag: str = "--model") -> Any:
+    """The embedding matcher saved in ``directory`` (float32, eval mode); an interaction model is refused
+    with a message naming ``flag``, the option or role that named the folder."""
+    from imagetext.registry import load_saved_model_with
 
-    model = load_saved_model(str(directory))
-    if not hasattr(model, "embed_images") or not hasattr(model, "embed_texts"):
-        raise GalleryError(f"{directory}: not an embedding matcher (an interaction model cannot be indexed)")
-    return model.float().eval()
+    return load_saved_model_with(directory, ("embed_images", "embed_texts"), flag, "an embedding matcher",
+                                 "an interaction model scores image-caption pairs jointly, so it cannot be "
+                                 "indexed; index with an embedding matcher (it can re-rank a shortlist: "
+                                 "t2i eval retrieval --rerank)").float().eval()
 
 
 class Gallery:
@@ -148,7 +150,7 @@ class Gallery:
         if out.exists() and any(out.iterdir()):
             raise GalleryError(f"{out}: not empty; give a new folder")
         if isinstance(model, (str, Path)):
-            model = _load_matcher(model)
+            model = load_matcher(model)
         (out / "thumbs").mkdir(parents=True)
         model.save_pretrained(out / "matcher")
         ids = []
@@ -236,7 +238,7 @@ class Gallery:
             raise GalleryError(f"{cfg_path}: not valid JSON ({e})") from None
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or cfg.get("version") != VERSION:
             raise GalleryError(f"{cfg_path}: not a {FORMAT} version {VERSION} file")
-        model = model if model is not None else _load_matcher(d / "matcher")
+        model = model if model is not None else load_matcher(d / "matcher", flag="gallery matcher")
         images = SearchIndex.load(d / "images")
         if images.dim != int(model.embed_dim):
             raise GalleryError(f"{d / 'images'}: holds {images.dim}-d embeddings, the matcher gives {model.embed_dim}-d")
