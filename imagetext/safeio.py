@@ -8,6 +8,8 @@ file and what to do, never a traceback and never arbitrary code execution.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
@@ -122,3 +124,12 @@ def scalar(z: Dict[str, Any], key: str, where: str, default: Optional[Any] = Non
         return v.item()
     except ValueError:
         raise MetricInputError(f"{where}: key {key!r} should be a single value, has shape {v.shape}") from None
+
+
+def sha256_file(path: "str | os.PathLike[str]", chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -36,7 +36,6 @@ FAISS reads a byte, then memory-maps the index where FAISS supports it
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,6 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from imagetext.safeio import sha256_file
 from imagetext.errors import UserError
 
 FORMAT_VERSION = 1
@@ -136,17 +136,6 @@ def _check_ids(ids: Sequence[Any], n: int, existing: Optional[Dict[str, int]] = 
         shown = ", ".join(repr(d) for d in dups[:3]) + (", ..." if len(dups) > 3 else "")
         raise SearchIndexError(f"ids: {len(dups)} duplicate id(s){where}: {shown}; ids must be unique")
     return ids
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -363,7 +352,7 @@ class SearchIndex:
             tmp.write_text(json.dumps(self._ids, ensure_ascii=False), encoding="utf-8")
             os.replace(tmp, d / IDS_FILE)
             man = self.manifest()
-            man["files"] = {name: {"bytes": (d / name).stat().st_size, "sha256": _sha256(d / name)}
+            man["files"] = {name: {"bytes": (d / name).stat().st_size, "sha256": sha256_file(d / name)}
                             for name in (INDEX_FILE, IDS_FILE)}
             tmp = d / (MANIFEST_FILE + ".tmp")
             tmp.write_text(json.dumps(man, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -415,7 +404,7 @@ class SearchIndex:
             if size != info.get("bytes"):
                 raise SearchIndexError(f"{p}: {size} bytes, the manifest says {info.get('bytes')} "
                                        f"(truncated or altered); rebuild or restore the index")
-            if verify and _sha256(p) != info.get("sha256"):
+            if verify and sha256_file(p) != info.get("sha256"):
                 raise SearchIndexError(f"{p}: sha256 checksum mismatch (altered or corrupt); rebuild or restore the index")
         try:
             ids = json.loads((d / IDS_FILE).read_text(encoding="utf-8"))

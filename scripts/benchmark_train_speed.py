@@ -61,17 +61,12 @@ Adam moments (+ EMA) in float32.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import ctypes
-import gc
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -79,6 +74,12 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from imagetext.bench.speed import count_params as _count
+from imagetext.bench.speed import machine_info as _machine
+from imagetext.bench.speed import peak_memory
+from imagetext.bench.speed import stats as _stats
+from imagetext.bench.speed import sync as _sync
 
 NOTE = ("Timed: one full D+G step (G forward, D step with hinge + mismatched text + MA-GP, G step, optimiser steps; "
         "ours also its EMA update). Not timed: the text encoder (sentence embeddings are precomputed random "
@@ -93,77 +94,6 @@ MODES: Dict[str, Dict[str, Any]] = {
     "ours-compile": dict(kind="ours", channels_last=True, mixed_precision="no", fused_adam=True, compile=True),
 }
 DEFAULT_MODES = "reference,ours,ours-no-channels-last,ours-no-fused-adam"
-
-
-# ---------------------------------------------------------------------------- helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _count(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def _malloc_trim() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _stats(xs: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
-
-
-class _RssPeak:
-    """Peak RSS above the value at entry, sampled by a thread (psutil) or from ru_maxrss (a lower bound)."""
-
-    def __init__(self) -> None:
-        try:
-            import psutil
-
-            self.proc = psutil.Process()
-        except Exception:  # pragma: no cover - psutil is a dependency here
-            self.proc = None
-        self.peak = 0
-        self.method = ("psutil rss sampled every 1 ms" if self.proc is not None
-                       else "resource ru_maxrss growth (lower bound)")
-
-    def _rss(self) -> int:
-        return self.proc.memory_info().rss
-
-    def __enter__(self) -> "_RssPeak":
-        gc.collect()
-        _malloc_trim()
-        if self.proc is None:
-            import resource
-
-            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            return self
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self.peak = max(self.peak, self._rss())
-                time.sleep(0.001)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc is None:
-            import resource
-
-            self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss())
-
-    @property
-    def growth_mb(self) -> float:
-        return max(0, self.peak - self.base) / 2**20
 
 
 # ---------------------------------------------------------------------------- the modes
@@ -330,6 +260,7 @@ class OursStep:
         from accelerate.state import AcceleratorState
 
         from imagetext.data.config import DataConfig
+        from imagetext.train.loop import prepare_task
         from t2i.gan.config import GanConfig, ModelSection
 
         cfg = GanConfig(output_dir="runs/benchmark_train_speed", batch_size=args.batch,
@@ -344,13 +275,7 @@ class OursStep:
         # one Accelerator per mode: accelerate keeps a process-wide state, so reset it to change mixed_precision
         AcceleratorState._reset_state(reset_partial_state=True)
         acc = Accelerator(cpu=device.type == "cpu", mixed_precision=spec["mixed_precision"])
-        names_m, names_o = list(task.models), list(task.optimizers)
-        prepared = acc.prepare(*[task.models[n] for n in names_m], *[task.optimizers[n] for n in names_o])
-        for i, n in enumerate(names_m):
-            task.models[n] = prepared[i]
-        for i, n in enumerate(names_o):
-            task.optimizers[n] = prepared[len(names_m) + i]
-        task.accelerator = acc
+        prepare_task(acc, task)
         self.compiled = None
         if spec.get("compile"):
             which = ("G", "D") if spec["compile"] is True else tuple(spec["compile"])
@@ -397,24 +322,6 @@ def _resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmark_train_speed: --device cuda but torch sees no CUDA device")
     return torch.device(name)
-
-
-def _machine(device: torch.device) -> Dict[str, Any]:
-    import accelerate
-
-    cpu_name = platform.processor() or platform.machine()
-    with contextlib.suppress(Exception):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_name = line.split(":", 1)[1].strip()
-                break
-    out = {"cpu_count": os.cpu_count(), "cpu": cpu_name, "torch_threads": torch.get_num_threads(),
-           "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version(),
-           "device": str(device),
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name}
-    with contextlib.suppress(Exception):
-        out["load_average_at_start"] = list(os.getloadavg())
-    return out
 
 
 def _build(mode: str, args: argparse.Namespace, device: torch.device) -> Any:
@@ -474,20 +381,7 @@ def _time_steps(runner: Any, batches: List[Any], n: int, start: int, device: tor
 
 
 def _peak_mem(runner: Any, batches: List[Any], start: int, device: torch.device) -> Dict[str, Any]:
-    if device.type == "cuda":
-        _sync(device)
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        _time_steps(runner, batches, 1, start, device)
-        peak = torch.cuda.max_memory_allocated(device)
-        return {"peak_mem_mb": (peak - base) / 2**20, "peak_mem_abs_mb": peak / 2**20,
-                "peak_mem_method": "cuda max_memory_allocated over 1 step after the timing minus "
-                                   "memory_allocated before"}
-    with _RssPeak() as probe:
-        _time_steps(runner, batches, 1, start, device)
-    return {"peak_mem_mb": probe.growth_mb,
-            "peak_mem_method": "cpu peak RSS growth over 1 step after the timing: " + probe.method}
+    return peak_memory(lambda: _time_steps(runner, batches, 1, start, device), device, "1 step after the timing")
 
 
 @torch.no_grad()

@@ -152,6 +152,20 @@ def test_report_mean_std_n_and_missing(tmp_path, capsys):
     assert "| 0 | 2/2 |" in capsys.readouterr().out
 
 
+def test_optional_metric_missing_is_a_dash_not_a_problem(tmp_path):
+    """A column some cells lack by design (an anchor has no "its anchor") is "–" there; a required one is a problem."""
+    p = write_matrix(tmp_path, seeds=(0,), report={"group_by": ["variant"], "metrics": [
+        {"key": "retrieval.R@1", "label": "R@1", "fmt": ".3f"}, {"key": "anchor.rsum", "optional": True},
+        {"key": "not.there"}]})
+    m, paths = load(p)
+    run_matrix(m, paths)
+    rep = build_report(m, paths)
+    assert not any("anchor.rsum" in x for x in rep["problems"])
+    assert any("not.there" in x for x in rep["problems"])
+    md = to_markdown(rep, m)
+    assert "| a | 1/1 | 0.500 | – | – |" in md
+
+
 def test_write_section_between_markers(tmp_path, capsys):
     p = write_matrix(tmp_path, seeds=(0,))
     m, paths = load(p)

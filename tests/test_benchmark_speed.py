@@ -84,3 +84,45 @@ def test_reference_runs_the_published_block_order():
             v.discriminator(img, torch.randn(2, 8))
     assert seen["ours_fuse1"] == 4 and seen["ref_fuse1"] == 8  # the first up-block takes 4x4 to 8x8
     assert seen["ours_skip"] == 8 and seen["ref_skip"] == 16  # the first down-block takes 16x16 to 8x8
+
+
+def _load(name):
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_gan_variants_tiny(tmp_path, capsys):
+    """Every variant through the trainer's own step; NAME:key=value reaches that config only."""
+    mod = _load("benchmark_gan_variants")
+    out = tmp_path / "variants.json"
+    res = mod.main(["--configs", "dfgan_tiny,attngan_tiny", "--scl", "--steps", "1", "--repeats", "1",
+                    "--warmup", "0", "--gen-repeats", "1", "--device", "cpu", "--threads", "1", "--json",
+                    "--out", str(out), "dfgan_tiny:batch_size=6", "max_steps=2"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text()) == json.loads(json.dumps(res))
+    v = printed["variants"]
+    assert list(v) == ["dfgan_tiny", "dfgan_tiny_scl", "attngan_tiny", "attngan_tiny_scl"]
+    assert v["dfgan_tiny"]["batch"] == 6 and v["dfgan_tiny"]["images_per_step"] == 6
+    assert v["dfgan_tiny_scl"]["batch"] == v["attngan_tiny"]["batch"] != 6  # the NAME: override stayed there
+    assert v["dfgan_tiny_scl"]["images_per_step"] == 2 * v["dfgan_tiny_scl"]["batch"]  # two branches
+    assert v["attngan_tiny"]["variant"] == "attngan" and v["attngan_tiny_scl"]["contrast_weight"] > 0
+    for name, e in v.items():
+        for k in ("img_per_s_median", "step_ms_median", "cpu_ms_median", "params_g", "params_d"):
+            assert e[k] > 0, (name, k)
+        assert e["img_per_s_min"] <= e["img_per_s_median"] <= e["img_per_s_max"]
+        assert e["peak_mem_mb"] >= 0 and e["params_frozen"]["text_encoder"] > 0
+        assert e["generation"]["batch1_ms_median"] > 0 and e["generation"]["batch64_img_per_s_median"] > 0
+    # the same modules with and without the contrast term
+    assert v["attngan_tiny"]["params_g"] == v["attngan_tiny_scl"]["params_g"]
+
+
+def test_benchmark_gan_variants_bad_config_is_one_line():
+    import pytest
+
+    mod = _load("benchmark_gan_variants")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--configs", "no_such_variant", "--steps", "1", "--repeats", "1"])
+    assert "no_such_variant" in str(e.value) and "not found" in str(e.value)

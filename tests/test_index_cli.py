@@ -15,12 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def W(tmp_path_factory) -> Path:
-    from matching.train import main
+def W(tmp_path_factory, tiny_birds_matcher) -> Path:
+    import shutil
 
     w = tmp_path_factory.mktemp("idx")
-    main(["--config", str(REPO / "configs/matching/birds_tiny.yaml"), f"output_dir={w / 'model'}", "max_steps=2",
-          "checkpoint_every=0"])
+    shutil.copytree(tiny_birds_matcher, w / "model")
     r = run_cli(["index", "build", "--model", w / "model", "--images", "dataset:birds:test:20", "--size", "32",
                  "--out", w / "gallery", "--no-progress", "--json"])
     assert r.code == 0, r.err + r.traceback

@@ -14,7 +14,7 @@ current ones is *stale* and reruns), so ids stay stable when a matrix grows::
         params: {steps: 2000}
     report:
       group_by: [variant]
-      metrics: [t2i.R@1, {key: rprecision, label: R-precision, fmt: ".3f"}]
+      metrics: [t2i.R@1, {key: rprecision, label: R-precision, fmt: ".3f"}, {key: anchor.rsum, optional: true}]
 
 gives ``scenes-damsm-seed0`` ... ``scenes-supcon-seed2``. String axis values appear as
 they are, numbers as ``<axis><value>``; the seed axis always comes last in the id, and
@@ -48,6 +48,7 @@ class MetricSpec:
     key: str
     label: Optional[str] = None  # column header; defaults to key
     fmt: str = ".4g"  # format spec for mean and std
+    optional: bool = False  # cells without it (e.g. an anchor has no "its anchor" column) show "–", no problem
 
 
 @dataclass

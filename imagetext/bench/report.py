@@ -91,7 +91,7 @@ def build_report(matrix: Matrix, paths: Paths) -> Dict[str, Any]:
         commits.add((prov.get("git_commit") or "unknown")[:10] + ("+dirty" if prov.get("git_dirty") else ""))
         machines.add(prov.get("gpu") or f"{prov.get('cpu_count')} CPU")
         for m in metrics:
-            if lookup(rec.get("results", {}), m.key) is None:
+            if lookup(rec.get("results", {}), m.key) is None and not m.optional:
                 problems.append(f"{c.id}: no numeric metric {m.key!r} in its results")
     out_rows = []
     for row in rows.values():

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 import torch
 
 from ..errors import UserError
+from ..safeio import sha256_file  # noqa: F401  (re-exported: callers import it from here too)
 
 PathLike = Union[str, Path]
 
@@ -290,15 +291,6 @@ def load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
-
-
-def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_fid_helper_inception(verify: bool = False) -> Optional[Path]:

@@ -91,6 +91,20 @@ def _batch_ids(batch: Any) -> Optional[List[Any]]:
     return None
 
 
+def prepare_task(acc: Any, task: TrainTask, *extra: Any) -> List[Any]:
+    """``acc.prepare`` the task's models and optimisers in place (the task reaches them through its
+    dicts), set ``task.accelerator``; returns ``extra`` (e.g. the loader) prepared alongside."""
+    names_m, names_o = list(task.models), list(task.optimizers)
+    prepared = acc.prepare(*[task.models[n] for n in names_m], *[task.optimizers[n] for n in names_o], *extra)
+    prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
+    for i, n in enumerate(names_m):
+        task.models[n] = prepared[i]
+    for i, n in enumerate(names_o):
+        task.optimizers[n] = prepared[len(names_m) + i]
+    task.accelerator = acc
+    return prepared[len(names_m) + len(names_o):]
+
+
 class Trainer:
     """Runs a :class:`TrainTask` for ``config.max_steps`` optimiser steps.
 
@@ -138,16 +152,7 @@ class Trainer:
         self.resume_from = self._resolve_resume()  # every process checks, so all fail alike
         acc.wait_for_everyone()
 
-        # Prepare in place: the task reaches its models/optimisers through these dicts.
-        names_m, names_o = list(task.models), list(task.optimizers)
-        prepared = acc.prepare(*[task.models[n] for n in names_m], *[task.optimizers[n] for n in names_o], train_loader)
-        prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
-        for i, n in enumerate(names_m):
-            task.models[n] = prepared[i]
-        for i, n in enumerate(names_o):
-            task.optimizers[n] = prepared[len(names_m) + i]
-        self.loader = prepared[-1]
-        task.accelerator = acc
+        self.loader = prepare_task(acc, task, train_loader)[0]
 
         # Schedulers are stepped by us, once per optimiser step (accelerate's wrapper would step them
         # num_processes times), so they are checkpointed as custom state, like the task and position.
