@@ -127,9 +127,10 @@ class Demo:
     def _draw(self, variant: str, arm: str, prompt: str, seed: int, n: int, truncation: Optional[float],
               notes: List[str]) -> List[Any]:
         pipe = self.models.pipeline(variant, arm)
-        for w in pipe.prompt_warnings([prompt]):
-            notes.append(w.replace("prompt 1", "the prompt", 1))
-        return pipe([prompt], seed=seed, num_images=n, truncation=truncation)
+        said: List[str] = []
+        images = pipe([prompt], seed=seed, num_images=n, truncation=truncation, warnings=said)
+        notes.extend(w.replace("prompt 1", "the prompt", 1) for w in said)
+        return images
 
     def generate(self, prompt: str, model: str = "dfgan", arm: str = "baseline", seed: float = 0,
                  n: float = 4, truncation: float = 0.0) -> Tuple[List[Tuple[Any, str]], str, str]:

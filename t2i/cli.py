@@ -253,10 +253,10 @@ def _generate(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.device)
     truncation = args.truncation if args.truncation is not None else pipe.info.get("truncation")
     total = len(prompts) * args.n
+    warnings: List[str] = []
     x = pipe.generate_tensors(prompts, seed=args.seed, num_images=args.n, truncation=truncation,
                               batch_size=args.batch_size,
-                              progress=not args.no_progress and total > args.batch_size)
-    warnings = list(pipe.last_warnings)
+                              progress=not args.no_progress and total > args.batch_size, warnings=warnings)
     for w in warnings[:MAX_WARNINGS_SHOWN]:
         print(f"t2i generate: warning: {w}", file=sys.stderr)
     if len(warnings) > MAX_WARNINGS_SHOWN:

@@ -316,3 +316,26 @@ def test_one_pipeline_serves_concurrent_threads(model):
     with ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(lambda i: (i % 4, pipe.generate_tensors(PROMPTS, seed=i % 4)), range(48)))
     assert all(torch.equal(x, ref[s]) for s, x in outs)
+
+
+def test_each_call_gets_its_own_prompt_warnings(model):
+    """``warnings=`` collects one call's warnings, whatever other threads ask meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from t2i.gan.pipeline import T2IPipeline
+
+    pipe = T2IPipeline.from_pretrained(model / "final")
+
+    def call(i):
+        said = []
+        prompt = "zzqx blorf" if i % 2 else PROMPTS[0]
+        pipe([prompt], seed=i, warnings=said)
+        return i, said
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, said in results:
+        if i % 2:
+            assert len(said) == 1 and "none of its words is in the vocabulary" in said[0]
+        else:
+            assert said == []

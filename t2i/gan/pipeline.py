@@ -141,7 +141,7 @@ class T2IPipeline:
 
     # -- generation ----------------------------------------------------------------------
 
-    def _check_prompts(self, prompts: Sequence[str]) -> List[str]:
+    def _check_prompts(self, prompts: Sequence[str], warnings: Optional[List[str]] = None) -> List[str]:
         if isinstance(prompts, str):
             prompts = [prompts]
         prompts = list(prompts)
@@ -152,7 +152,10 @@ class T2IPipeline:
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise PromptError(f"prompt {i + 1} is empty: give words to draw")
-        self.last_warnings = self.prompt_warnings(prompts)
+        said = self.prompt_warnings(prompts)
+        self.last_warnings = said
+        if warnings is not None:  # the caller's own list: safe when threads share the pipeline
+            warnings.extend(said)
         return prompts
 
     def prompt_warnings(self, prompts: List[str]) -> List[str]:
@@ -192,12 +195,14 @@ class T2IPipeline:
 
     @torch.no_grad()
     def generate_tensors(self, prompts: Sequence[str], seed: int = 0, num_images: int = 1,
-                         truncation: Optional[float] = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+                         truncation: Optional[float] = None, batch_size: int = 64, progress: bool = False,
+                         warnings: Optional[List[str]] = None) -> torch.Tensor:
         """(len(prompts) * num_images, 3, H, W) in [-1, 1], prompt-major; the noise depends on ``seed`` only.
 
-        ``progress`` shows a tqdm bar over the batches (for long command-line runs).
+        ``progress`` shows a tqdm bar over the batches (for long command-line runs). ``warnings``, a
+        list, receives this call's prompt warnings (:attr:`last_warnings` is shared between threads).
         """
-        prompts = self._check_prompts(prompts)
+        prompts = self._check_prompts(prompts, warnings)
         if num_images < 1:
             raise PromptError(f"num_images must be >= 1, got {num_images}")
         flat = [p for p in prompts for _ in range(num_images)]
@@ -214,11 +219,12 @@ class T2IPipeline:
         return torch.cat(out)
 
     def __call__(self, prompts: Union[str, Sequence[str]], seed: int = 0, num_images: int = 1,
-                 truncation: Optional[float] = None, batch_size: int = 64) -> List[Any]:
-        """PIL images, ``num_images`` per prompt in prompt order."""
+                 truncation: Optional[float] = None, batch_size: int = 64,
+                 warnings: Optional[List[str]] = None) -> List[Any]:
+        """PIL images, ``num_images`` per prompt in prompt order (``warnings``: see :meth:`generate_tensors`)."""
         from PIL import Image
 
-        x = self.generate_tensors(prompts, seed, num_images, truncation, batch_size)
+        x = self.generate_tensors(prompts, seed, num_images, truncation, batch_size, warnings=warnings)
         arr = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         return [Image.fromarray(a) for a in arr]
 
