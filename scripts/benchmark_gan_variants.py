@@ -24,7 +24,6 @@ included, EMA G): batch-1 latency and batch-64 images/s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -35,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from imagetext.bench.speed import count_params, machine_info, peak_memory, stats, sync
+from imagetext.bench.speed import count_params, machine_info, peak_memory, run_and_report, stats, sync
 
 NOTE = ("Timed: GanTask.training_step (text encoding of the batch's captions, G forward, D step, G step with "
         "the variant's terms, optimiser steps, EMA). Not timed: data loading (one real batch, reused).")
@@ -258,18 +257,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        res = run(args)
-    finally:
-        torch.set_num_threads(threads)  # in-process callers (tests) keep their setting
-    text = json.dumps(res, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text if args.json else _table(res))
-    return res
+    return run_and_report(run, parse_args(argv), _table)
 
 
 if __name__ == "__main__":

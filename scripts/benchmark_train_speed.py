@@ -62,13 +62,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -77,7 +75,7 @@ from torch import nn
 
 from imagetext.bench.speed import count_params as _count
 from imagetext.bench.speed import machine_info as _machine
-from imagetext.bench.speed import peak_memory
+from imagetext.bench.speed import peak_memory, run_and_report
 from imagetext.bench.speed import stats as _stats
 from imagetext.bench.speed import sync as _sync
 
@@ -644,18 +642,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        res = run(args)
-    finally:
-        torch.set_num_threads(threads)  # in-process callers (tests) keep their setting
-    text = json.dumps(res, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text if args.json else _table(res))
-    return res
+    return run_and_report(run, parse_args(argv), _table)
 
 
 if __name__ == "__main__":

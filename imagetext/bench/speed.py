@@ -124,3 +124,22 @@ def peak_memory(fn: Callable[[], Any], device: torch.device, what: str = "1 step
     with RssPeak() as probe:
         fn()
     return {"peak_mem_mb": probe.growth_mb, "peak_mem_method": f"cpu peak RSS growth over {what}: " + probe.method}
+
+
+def run_and_report(run: Callable[[Any], Dict[str, Any]], args: Any, table: Callable[[Dict[str, Any]], str]) -> Dict[str, Any]:
+    """A speed script's main: ``run(args)`` with torch's thread count restored afterwards (in-process
+    callers, e.g. tests, keep their setting), the JSON written to ``args.out`` if given, then printed
+    (``args.json``) or tabulated."""
+    import json
+
+    threads = torch.get_num_threads()
+    try:
+        res = run(args)
+    finally:
+        torch.set_num_threads(threads)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text if args.json else table(res))
+    return res
