@@ -1,0 +1,111 @@
+"""DBL's claim on the matching matrix, as paired comparisons (same world and seed), from the cell records.
+
+    python scripts/matching_claims.py [--cells docs/results/cells/matching] [--json]
+
+For every boosted cell of ``configs/bench/matching.yaml`` two comparisons, each paired by world and seed:
+
+- **vs its own anchor** (``results.anchor``): the offline regime's frozen 300-step anchor, the
+  online regime's first branch (trained alongside, same steps), the momentum regime's EMA.
+- **at equal training**: offline targets (300 anchor steps + 300 boosted steps) against the
+  ``anchor600-*`` cell of the same world and seed (600 plain steps from scratch); online and
+  momentum targets (300 steps from scratch) against the ``anchor-*`` cell (300 plain steps).
+
+Prints, per world x regime x mode, the test rSum difference (target minus comparison): mean ±
+sample std over seeds, the per-seed values and how many are positive; ``--json`` for scripts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+REGIMES = ("offline", "online", "momentum")
+
+
+def _rsum(rec: Dict[str, Any], key: str = "target") -> Optional[float]:
+    v = (rec.get("results") or {}).get(key) or {}
+    return v.get("rsum") if isinstance(v.get("rsum"), (int, float)) else None
+
+
+def load_cells(folder: Path) -> Dict[str, Dict[str, Any]]:
+    """Cell id -> record, for every readable ``*.json`` in ``folder`` (unreadable ones are named on stderr)."""
+    cells = {}
+    for f in sorted(folder.glob("*.json")):
+        try:
+            cells[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"matching_claims: skipped {f}: {e}", file=sys.stderr)
+    return cells
+
+
+def compare(cells: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    rows: Dict[tuple, Dict[str, Any]] = {}
+    for cid, rec in cells.items():
+        p = rec.get("params") or {}
+        regime, mode, world, seed = p.get("regime"), p.get("mode"), p.get("world"), p.get("seed")
+        if regime not in REGIMES:
+            continue
+        row = rows.setdefault((world, regime, mode), {"world": world, "regime": regime, "mode": mode,
+                                                       "vs_own_anchor": {}, "vs_equal_training": {}})
+        t = _rsum(rec)
+        a = _rsum(rec, "anchor")
+        if t is not None and a is not None:
+            row["vs_own_anchor"][seed] = t - a
+        ctrl_id = f"{'anchor600' if regime == 'offline' else 'anchor'}-{world}-seed{seed}"
+        c = _rsum(cells[ctrl_id]) if ctrl_id in cells else None
+        if t is not None and c is not None:
+            row["vs_equal_training"][seed] = t - c
+            row["equal_training_control"] = "anchor600" if regime == "offline" else "anchor"
+    out = []
+    for key in sorted(rows, key=lambda k: (str(k[0]), REGIMES.index(k[1]), str(k[2]))):
+        row = rows[key]
+        for what in ("vs_own_anchor", "vs_equal_training"):
+            d = row[what]
+            vals = [d[s] for s in sorted(d)]
+            row[what] = {"per_seed": {str(s): d[s] for s in sorted(d)}, "n": len(vals),
+                         "mean": statistics.mean(vals) if vals else None,
+                         "std": statistics.stdev(vals) if len(vals) > 1 else None,
+                         "positive": sum(v > 0 for v in vals)}
+        out.append(row)
+    return out
+
+
+def _fmt(c: Dict[str, Any]) -> str:
+    if not c["n"]:
+        return "–"
+    m = f"{c['mean']:+.1f}" + (f" ± {c['std']:.1f}" if c["std"] is not None else "")
+    seeds = ", ".join(f"{v:+.1f}" for v in c["per_seed"].values())
+    return f"{m} ({seeds}; {c['positive']}/{c['n']} > 0)"
+
+
+def to_markdown(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| world | regime | mode | rSum gain vs its own anchor | rSum gain at equal training (control) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        ctrl = {"offline": "600-step anchor", "online": "300-step anchor", "momentum": "300-step anchor"}[r["regime"]]
+        lines.append(f"| {r['world']} | {r['regime']} | {r['mode']} | {_fmt(r['vs_own_anchor'])} | "
+                     f"{_fmt(r['vs_equal_training'])} ({ctrl}) |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="matching_claims", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", type=Path, default=Path("docs/results/cells/matching"),
+                   help="the matching matrix's records (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="the rows as JSON")
+    args = p.parse_args(argv)
+    if not args.cells.is_dir():
+        print(f"matching_claims: error: {args.cells}: no such folder (run scripts/bench.py run "
+              "configs/bench/matching.yaml first)", file=sys.stderr)
+        return 2
+    rows = compare(load_cells(args.cells))
+    print(json.dumps(rows, indent=2) if args.json else to_markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
