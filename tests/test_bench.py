@@ -250,3 +250,79 @@ def test_resume_partial_keeps_an_interrupted_cells_folder(tmp_path, keep):
         assert rec["results"] == {"resumed_from": "step 2"}
     else:  # wiped: the second attempt starts from nothing and dies the same way
         assert s.count("failed") == 1
+
+
+# writes <out>/results.json after recording its start and end times in a shared log
+TIMED = (
+    "import json, sys, time, os\n"
+    "name, out, log = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+    "open(log, 'a').write('start %s %r\\n' % (name, time.time()))\n"
+    "if name == 'anchor-bad':\n"
+    "    sys.exit(3)\n"
+    "time.sleep(0.4)\n"
+    "open(log, 'a').write('end %s %r\\n' % (name, time.time()))\n"
+    "json.dump({'omp': os.environ.get('OMP_NUM_THREADS')}, open(out + '/results.json', 'w'))\n"
+)
+
+
+def _needs_matrix(tmp_path, anchors=("a", "b"), extra_needs=None):
+    log = tmp_path / "order.log"
+    data = {
+        "name": "dep", "runs_root": str(tmp_path / "runs"), "results_dir": str(tmp_path / "cells"),
+        "cells": [
+            {"name": "anchor", "command": ["{python}", "-c", TIMED, "anchor-{w}", "{output_dir}", str(log)],
+             "axes": {"w": list(anchors)}, "id": "anchor-{w}"},
+            {"name": "boost", "command": ["{python}", "-c", TIMED, "boost-{w}", "{output_dir}", str(log)],
+             "axes": {"w": list(anchors)}, "id": "boost-{w}", "needs": extra_needs or ["anchor-{w}"]},
+        ],
+    }
+    p = tmp_path / "dep.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p, log
+
+
+def _events(log):
+    ev = {}
+    for line in log.read_text().splitlines():
+        kind, name, t = line.split()
+        ev[(kind, name)] = float(t)
+    return ev
+
+
+def test_jobs_run_cells_at_once_and_a_cell_waits_for_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    p, log = _needs_matrix(tmp_path)
+    m, paths = load(p)
+    assert m.get("boost-a").needs == ["anchor-a"]
+    s = run_matrix(m, paths, jobs=2)
+    assert s.ok and s.count("done") == 4
+    ev = _events(log)
+    assert ev[("start", "anchor-b")] < ev[("end", "anchor-a")]  # two at once
+    for w in "ab":
+        assert ev[("start", f"boost-{w}")] >= ev[("end", f"anchor-{w}")]  # never before its anchor
+    rec = json.loads((tmp_path / "cells" / "dep" / "boost-a.json").read_text())
+    assert rec["provenance"]["concurrent_cells"] == 2 and rec["provenance"]["env"]["OMP_NUM_THREADS"]
+    assert rec["results"]["omp"] == rec["provenance"]["env"]["OMP_NUM_THREADS"]
+
+
+def test_a_failed_or_missing_need_fails_the_cell_without_running_it(tmp_path):
+    p, log = _needs_matrix(tmp_path, anchors=("bad", "b"))
+    m, paths = load(p)
+    s = run_matrix(m, paths, jobs=2)
+    out = {o.cell_id: o for o in s.outcomes}
+    assert out["anchor-bad"].status == "failed" and out["boost-bad"].status == "failed"
+    assert "needs anchor-bad, which failed" in out["boost-bad"].message
+    assert out["boost-b"].status == "done"
+    assert ("start", "boost-bad") not in _events(log)
+    # a need neither done nor selected: a clear failure, sequentially too
+    (tmp_path / "two").mkdir()
+    q, _ = _needs_matrix(tmp_path / "two", anchors=("c",))
+    m2, paths2 = load(q)
+    s2 = run_matrix(m2, paths2, only=["boost-*"])
+    assert s2.outcomes[0].status == "failed" and "needs anchor-c, which is not done" in s2.outcomes[0].message
+
+
+def test_needs_must_name_cells_of_the_matrix(tmp_path):
+    p, _ = _needs_matrix(tmp_path, extra_needs=["anchor-{w}x"])
+    with pytest.raises(ConfigError, match="needs 'anchor-ax', which is not a cell"):
+        load_matrix(p)

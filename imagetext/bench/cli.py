@@ -54,7 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _fill(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench_cmd", metavar="{run,list,report}")
     p = sub.add_parser("run", help="run the cells not yet done", description="Run the cells not yet done, "
-                       "in order; a failing cell is reported and the next one runs (exit 1 at the end).")
+                       "in order (--jobs N: N at a time); a failing cell is reported and the next one runs (exit 1 at the end).")
     _common(p)
     p.add_argument("--only", action="append", default=[], metavar="GLOB",
                    help="only cells whose id matches (repeatable), e.g. 'pretrain-scenes-*'")
@@ -63,6 +63,9 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cells", type=positive_int, metavar="N", help="run at most N cells, then stop")
     p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                    help="per-cell time limit (overrides the matrix's timeout_s)")
+    p.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N",
+                   help="run N cells at once (default 1); a cell waits for the cells its spec `needs`. Each "
+                        "command gets OMP_NUM_THREADS = cores / N unless set; e.g. 8 small cells sharing one GPU")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.set_defaults(func=cmd_run)
 
@@ -111,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     matrix, paths = _load(args)
     summary = run_matrix(matrix, paths, only=args.only, force=args.force, max_cells=args.max_cells,
-                         dry_run=args.dry_run, timeout_s=args.timeout)
+                         dry_run=args.dry_run, timeout_s=args.timeout, jobs=args.jobs)
     return 0 if summary.ok else 1
 
 

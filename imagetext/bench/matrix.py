@@ -16,7 +16,8 @@ current ones is *stale* and reruns), so ids stay stable when a matrix grows::
       group_by: [variant]
       metrics: [t2i.R@1, {key: rprecision, label: R-precision, fmt: ".3f"}, {key: anchor.rsum, optional: true}]
 
-gives ``scenes-damsm-seed0`` ... ``scenes-supcon-seed2``. String axis values appear as
+gives ``scenes-damsm-seed0`` ... ``scenes-supcon-seed2``. ``needs: [id template, ...]`` names
+cells that must be done before a cell of the spec starts (rendered like ``id``; checked to exist). String axis values appear as
 they are, numbers as ``<axis><value>``; the seed axis always comes last in the id, and
 cells run seed-outermost (one seed of every variant first), so ``--max-cells`` fills a
 matrix evenly. ``id:`` in a spec overrides the id template.
@@ -72,6 +73,9 @@ class CellSpec:
     params: Dict[str, Any] = field(default_factory=dict)  # fixed params, same in every cell
     id: Optional[str] = None  # id template; default: name + axis values, seed last
     timeout_s: Optional[float] = None  # overrides the matrix's timeout_s
+    # id templates of cells that must be done before one of this spec's cells starts (an offline
+    # regime's anchor: "anchor-{world}-seed{seed}"); `bench run --jobs N` schedules by them
+    needs: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Cell:
     spec: CellSpec
     params: Dict[str, Any]
     matrix: str
+    needs: List[str] = field(default_factory=list)  # ids of cells to be done first
 
     @property
     def seed(self) -> Any:
@@ -184,7 +189,8 @@ def expand_spec(spec: CellSpec, matrix: str, seed_key: str, where: str) -> List[
         if not SAFE_ID.match(cid):
             raise ConfigError(f"{where}: cell id {cid!r} is not a safe file name "
                               "(letters, digits, . _ + = -); rename the value or set id:")
-        cell = Cell(id=cid, spec=spec, params=params, matrix=matrix)
+        needs = [render(t, {**params, "spec": spec.name, "matrix": matrix}, f"{where}.needs") for t in spec.needs]
+        cell = Cell(id=cid, spec=spec, params=params, matrix=matrix, needs=needs)
         cell.command("OUTPUT_DIR", "python")  # every placeholder known, before anything runs
         cells.append(cell)
     return cells
@@ -210,6 +216,12 @@ def build_matrix(cfg: MatrixConfig, name: str, path: Optional[Path] = None) -> M
     dup = sorted(k for k, n in ids.items() if n > 1)
     if dup:
         raise ConfigError(f"{where}: cell id(s) {', '.join(dup)} occur more than once; set id: templates")
+    for c in cells:
+        for n in c.needs:
+            if n not in ids:
+                raise ConfigError(f"{where}: cell {c.id} needs {n!r}, which is not a cell of this matrix")
+            if n == c.id:
+                raise ConfigError(f"{where}: cell {c.id} needs itself")
     known = set().union(*(c.params for c in cells))
     bad = [g for g in cfg.report.group_by if g not in known]
     if bad:

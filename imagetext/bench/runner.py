@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 import yaml
 
@@ -197,11 +197,15 @@ def _kill(proc: "subprocess.Popen[bytes]") -> None:
 
 def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[str, Any],
              machine: Dict[str, Any], matrix_file: Optional[str], cwd: Path,
-             python: str = sys.executable, tail_lines: int = 20, resume_partial: bool = False) -> CellOutcome:
+             python: str = sys.executable, tail_lines: int = 20, resume_partial: bool = False,
+             env_extra: Optional[Dict[str, str]] = None,
+             on_start: Optional[Callable[["subprocess.Popen[bytes]"], None]] = None) -> CellOutcome:
     """Run one cell's command and, on success, write its record. Never raises for a failing command.
 
     ``resume_partial``: keep what an interrupted earlier attempt left in the output folder (the
     command continues it with ``resume=latest``); the stale results.json is still removed.
+    ``env_extra``: more environment for the command; ``on_start`` receives the started process
+    (the parallel runner keeps them, to stop them all on Ctrl-C).
     """
     cell_dir, out_dir = paths.cell_dir(cell), paths.output_dir(cell)
     if cell_dir.exists() and not resume_partial:
@@ -209,7 +213,7 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).unlink(missing_ok=True)
     cmd = cell.command(out_dir, python)
-    env = {**os.environ, "BENCH_CELL_ID": cell.id, "BENCH_OUTPUT_DIR": str(out_dir)}
+    env = {**os.environ, **(env_extra or {}), "BENCH_CELL_ID": cell.id, "BENCH_OUTPUT_DIR": str(out_dir)}
     started = _now()
     t0 = time.perf_counter()
     timed_out = False
@@ -221,6 +225,8 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
             why = f"cannot start {cmd[0]!r}: {e.strerror or e}"
             write_json_atomic(cell_dir / FAILURE_FILE, {"cell_id": cell.id, "reason": why, "command": cmd})
             return CellOutcome(cell.id, "failed", 0.0, why)
+        if on_start is not None:
+            on_start(proc)
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -273,6 +279,7 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
             "started": started,
             "finished": finished,
             **machine,
+            **({"env": dict(env_extra)} if env_extra else {}),
         },
     }
     cfg_path = out_dir / CONFIG_FILE
@@ -314,8 +321,8 @@ def select_cells(matrix: Matrix, only: Sequence[str] = ()) -> List[Cell]:
 def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force: Sequence[str] = (),
                max_cells: Optional[int] = None, dry_run: bool = False, timeout_s: Optional[float] = None,
                cwd: Optional[Path] = None, python: str = sys.executable,
-               log: Optional[TextIO] = None) -> RunSummary:
-    """Run the pending cells of ``matrix`` in order.
+               log: Optional[TextIO] = None, jobs: int = 1) -> RunSummary:
+    """Run the pending cells of ``matrix`` in order, ``jobs`` at a time.
 
     Args:
         only: globs on cell ids; only matching cells are considered.
@@ -323,9 +330,15 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
         max_cells: run at most this many cells (skipped ones do not count).
         dry_run: print what would run, run nothing.
         timeout_s: per-cell limit, overriding the matrix's and the spec's.
+        jobs: cells run at once. A cell starts only when the cells it ``needs`` are done (before
+            this run or in it); one whose needs failed, or are neither done nor selected, fails
+            without running. With ``jobs > 1`` each command gets ``OMP_NUM_THREADS`` = cores /
+            jobs unless the environment sets it, and its record says how many cells shared the machine.
     Returns:
         A summary; failed cells are in it, never raised.
     """
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
     cwd = Path(cwd or Path.cwd())
     log = log or sys.stdout
     for pat in force:
@@ -345,33 +358,96 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
         todo = todo[:max_cells]
     n_skip = summary.count("skipped")
     print(f"bench {matrix.name}: {len(cells)} cells selected, {n_skip} done (skipped), {len(todo)} to run"
-          + (" [dry run]" if dry_run else ""), file=log, flush=True)
+          + (f", {jobs} at a time" if jobs > 1 and not dry_run else "") + (" [dry run]" if dry_run else ""),
+          file=log, flush=True)
     if not todo:
+        return summary
+    if dry_run:
+        for i, c in enumerate(todo, 1):
+            after = f"  (after {', '.join(c.needs)})" if c.needs else ""
+            print(f"[{i}/{len(todo)}] {c.id}: {shlex.join(c.command(paths.output_dir(c), python))}{after}",
+                  file=log, flush=True)
+            summary.outcomes.append(CellOutcome(c.id, "dry-run"))
         return summary
     git = git_state(cwd)
     machine = machine_info()
-    if not dry_run and git.get("dirty"):
+    if git.get("dirty"):
         print("bench: warning: the working tree has uncommitted changes; records will say git_dirty: true",
               file=log, flush=True)
+    env_extra: Dict[str, str] = {}
+    if jobs > 1:
+        machine = {**machine, "concurrent_cells": jobs}
+        if "OMP_NUM_THREADS" not in os.environ:
+            env_extra["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     mfile = str(matrix.path) if matrix.path else None
-    for i, c in enumerate(todo, 1):
+    position = {c.id: i for i, c in enumerate(todo, 1)}
+    status = {c.id: "done" for c in matrix.cells if cell_status(c, paths) == "done"}
+    for c in todo:
+        status.pop(c.id, None)  # forced cells are redone: what needs them waits for the new run
+    waiting = list(todo)
+    procs: Dict[str, "subprocess.Popen[bytes]"] = {}
+
+    def head(c: Cell) -> str:
+        return f"[{position[c.id]}/{len(todo)}] {c.id}"
+
+    def blocked(c: Cell) -> Optional[str]:
+        """Why ``c`` can never start in this run (None: it can, now or later)."""
+        for n in c.needs:
+            if status.get(n) == "failed":
+                return f"needs {n}, which failed"
+            if status.get(n) != "done" and n not in position:
+                return f"needs {n}, which is not done (run it first, or select it too)"
+        return None
+
+    def start(c: Cell) -> CellOutcome:
         limit = timeout_s if timeout_s is not None else (
             c.spec.timeout_s if c.spec.timeout_s is not None else matrix.config.timeout_s)
-        head = f"[{i}/{len(todo)}] {c.id}"
-        if dry_run:
-            print(f"{head}: {shlex.join(c.command(paths.output_dir(c), python))}", file=log, flush=True)
-            summary.outcomes.append(CellOutcome(c.id, "dry-run"))
-            continue
-        print(f"{head} ...", file=log, flush=True)
-        out = run_cell(c, paths, timeout_s=limit, git=git, machine=machine, matrix_file=mfile,
-                       cwd=cwd, python=python, resume_partial=matrix.config.resume_partial)
+        print(f"{head(c)} ...", file=log, flush=True)
+        return run_cell(c, paths, timeout_s=limit, git=git, machine=machine, matrix_file=mfile, cwd=cwd,
+                        python=python, resume_partial=matrix.config.resume_partial, env_extra=env_extra,
+                        on_start=lambda p, cid=c.id: procs.__setitem__(cid, p))
+
+    def finish(c: Cell, out: CellOutcome) -> None:
+        procs.pop(c.id, None)
         summary.outcomes.append(out)
+        status[c.id] = "done" if out.status == "done" else "failed"
         if out.status == "done":
-            print(f"{head}: done in {out.wall_s:.1f} s -> {out.record}", file=log, flush=True)
+            print(f"{head(c)}: done in {out.wall_s:.1f} s -> {out.record}", file=log, flush=True)
         else:
-            print(f"{head}: FAILED: {out.message}", file=log, flush=True)
-    done, failed = summary.count("done"), summary.count("failed")
-    print(f"bench {matrix.name}: {done} done, {failed} failed, {n_skip} skipped"
+            print(f"{head(c)}: FAILED: {out.message}", file=log, flush=True)
+
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    running: Dict["Future[CellOutcome]", Cell] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        while waiting or running:
+            for c in list(waiting):  # never-startable cells fail at once, in order
+                why = blocked(c)
+                if why is not None:
+                    waiting.remove(c)
+                    finish(c, CellOutcome(c.id, "failed", 0.0, f"not run: {why}"))
+            ready = [c for c in waiting if all(status.get(n) == "done" for n in c.needs)]
+            for c in ready[:jobs - len(running)]:
+                waiting.remove(c)
+                running[pool.submit(start, c)] = c
+            if not running:
+                for c in waiting:  # what is left waits on cells that wait on it (a cycle)
+                    finish(c, CellOutcome(c.id, "failed", 0.0, f"not run: needs {', '.join(c.needs)}, "
+                                                                "which never became done (a cycle?)"))
+                waiting.clear()
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in done:
+                finish(running.pop(f), f.result())
+    except KeyboardInterrupt:
+        for p in list(procs.values()):
+            _kill(p)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    done_n, failed = summary.count("done"), summary.count("failed")
+    print(f"bench {matrix.name}: {done_n} done, {failed} failed, {n_skip} skipped"
           + (f"; failed: {', '.join(o.cell_id for o in summary.outcomes if o.status == 'failed')}" if failed else ""),
           file=log, flush=True)
     return summary
