@@ -326,3 +326,12 @@ def test_needs_must_name_cells_of_the_matrix(tmp_path):
     p, _ = _needs_matrix(tmp_path, extra_needs=["anchor-{w}x"])
     with pytest.raises(ConfigError, match="needs 'anchor-ax', which is not a cell"):
         load_matrix(p)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "bench").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_repository_matrices_load(path):
+    """Every shipped matrix expands (placeholders, ids, needs, report keys), without running anything."""
+    m = load_matrix(path)
+    assert len(m) > 0
+    ids = {c.id for c in m}
+    assert all(n in ids for c in m for n in c.needs)
