@@ -43,7 +43,9 @@ def test_pairs_by_world_and_seed_with_the_equal_training_control(tmp_path, capsy
     assert onl["vs_own_anchor"]["per_seed"] == {"0": 3, "1": -2}
     assert onl["vs_equal_training"]["per_seed"] == {"0": 5, "1": -4}  # against the 300-step anchor
     assert set(rows) == {("offline", "relative"), ("online", "relative")}  # anchors are not rows
-    assert mod.main(["--cells", str(tmp_path)]) == 0
+    fig = tmp_path / "fig" / "claims.png"
+    assert mod.main(["--cells", str(tmp_path), "--plot", str(fig)]) == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = capsys.readouterr().out
     assert "| scenes | offline | relative | +15.5 ± 6.4 (+20.0, +11.0; 2/2 > 0) | +4.0 ± 8.5 (+10.0, -2.0; 1/2 > 0)" in md
 
