@@ -140,11 +140,12 @@ class Runner:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     from imagetext.errors import UserError
+    from imagetext.metrics.engine import resolve_device
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmark_gan_variants: --device cuda but torch sees no CUDA device")
+    try:
+        device = resolve_device(args.device)
+    except UserError as e:
+        raise SystemExit(f"benchmark_gan_variants: {e}") from None
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]

@@ -315,11 +315,13 @@ class OursStep:
 
 # ---------------------------------------------------------------------------- the measurement
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmark_train_speed: --device cuda but torch sees no CUDA device")
-    return torch.device(name)
+    from imagetext.errors import UserError
+    from imagetext.metrics.engine import resolve_device
+
+    try:
+        return resolve_device(name)
+    except UserError as e:
+        raise SystemExit(f"benchmark_train_speed: {e}") from None
 
 
 def _build(mode: str, args: argparse.Namespace, device: torch.device) -> Any:

@@ -345,12 +345,12 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
         if not any(fnmatch.fnmatchcase(c.id, pat) for c in matrix.cells):
             raise UserError(f"--force {pat!r} matches no cell of {matrix.name}; see `bench list`")
     cells = select_cells(matrix, only)
+    done_before = {c.id for c in matrix.cells if cell_status(c, paths) == "done"}  # read once: selection and needs
     todo: List[Cell] = []
     summary = RunSummary()
     for c in cells:
-        st = cell_status(c, paths)
         forced = any(fnmatch.fnmatchcase(c.id, p) for p in force)
-        if st == "done" and not forced:
+        if c.id in done_before and not forced:
             summary.outcomes.append(CellOutcome(c.id, "skipped", message="done"))
         else:
             todo.append(c)
@@ -381,9 +381,8 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
             env_extra["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     mfile = str(matrix.path) if matrix.path else None
     position = {c.id: i for i, c in enumerate(todo, 1)}
-    status = {c.id: "done" for c in matrix.cells if cell_status(c, paths) == "done"}
-    for c in todo:
-        status.pop(c.id, None)  # forced cells are redone: what needs them waits for the new run
+    # forced cells are redone: what needs them waits for the new run
+    status = {cid: "done" for cid in done_before - set(position)}
     waiting = list(todo)
     procs: Dict[str, "subprocess.Popen[bytes]"] = {}
 

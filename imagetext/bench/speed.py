@@ -38,8 +38,11 @@ def malloc_trim() -> None:
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
-    """CPU / GPU name, core and thread counts, library versions and the load average at start."""
+    """The bench runner's machine record (versions, platform, cores, GPUs) plus what a timing needs:
+    the CPU model, torch's thread count, accelerate's version, the timed device and the load average."""
     import accelerate
+
+    from .runner import machine_info as runner_machine_info
 
     cpu_name = platform.processor() or platform.machine()
     with contextlib.suppress(Exception):
@@ -47,9 +50,8 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
             if line.startswith("model name"):
                 cpu_name = line.split(":", 1)[1].strip()
                 break
-    out = {"cpu_count": os.cpu_count(), "cpu": cpu_name, "torch_threads": torch.get_num_threads(),
-           "torch": torch.__version__, "accelerate": accelerate.__version__, "python": platform.python_version(),
-           "device": str(device),
+    out = {**runner_machine_info(), "cpu": cpu_name, "torch_threads": torch.get_num_threads(),
+           "torch": torch.__version__, "accelerate": accelerate.__version__, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name}
     with contextlib.suppress(Exception):
         out["load_average_at_start"] = list(os.getloadavg())
