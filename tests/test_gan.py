@@ -169,7 +169,7 @@ def test_train_export_reload_gives_identical_images(tmp_path, config):
     from t2i.gan.pipeline import T2IPipeline
 
     res = main(["--config", config, f"output_dir={tmp_path}", "max_steps=2", "checkpoint_every=0"])
-    assert res["steps"] == 2 and all(k in res["test"] for k in ("fid", "kid", "faithfulness", "r_precision"))
+    assert res["steps"] == 2 and all(k in res["test"] for k in ("fid", "kid", "is", "faithfulness", "r_precision"))
     pipe = T2IPipeline.from_pretrained(tmp_path)
     prompts = ["a small red bird", "a blue bird with a long tail"]
     a = pipe.generate_tensors(prompts, seed=3, num_images=2)
@@ -190,6 +190,25 @@ def test_resume_latest_continues_to_bit_identical_weights(tmp_path):
     f = "final/generator/diffusion_pytorch_model.safetensors"
     a, b = load_file(tmp_path / "a" / f), load_file(tmp_path / "b" / f)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_finished_run_rescores_with_more_extractors_and_keeps_its_training_record(tmp_path):
+    """resume=latest at max_steps trains nothing: the same generator and seed give the same synth
+    scores, the extra extractor adds its own, the throughput of the training run is kept, and the
+    real set's features come from the cache the second time."""
+    common = ["--config", TINY, f"output_dir={tmp_path / 'run'}", "max_steps=2", "checkpoint_every=2",
+              f"eval.real_cache={tmp_path / 'cache'}"]
+    first = main(common)
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and cached[0].startswith("synth-")
+    (tmp_path / "run" / "results.json").unlink()  # as the benchmark runner does before a rerun
+    again = main(common + ["resume=latest", "eval.test_extractors=[inception]"])
+    assert again["rescored"] and again["steps"] == 2 and again["train_img_per_s"] == first["train_img_per_s"]
+    for k in ("fid", "kid", "is", "faithfulness", "r_precision"):
+        assert again["test"][k] == pytest.approx(first["test"][k], rel=1e-9, abs=1e-12), k
+    assert again["test"]["inception_fid"] > 0 and "inception_kid" in again["test"]
+    assert "inception_is" not in again["test"]  # the TorchScript Inception has no class logits
+    assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
 def test_validation_keeps_the_best_checkpoint_by_fid(tmp_path):
@@ -219,6 +238,8 @@ def test_every_preset_loads(path):
     (["model.imsize=64"], ConfigError, "image_size"),
     (["encoders.path=/nonexistent/run"], UserError, "text_encoder"),
     (["validate_every=1"], ConfigError, "validation set"),
+    (["eval.test_extractors=[inceptoin]"], ConfigError, "inceptoin"),
+    (["eval.test_extractors=[synth]"], ConfigError, "other than eval.extractor"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, overrides, error, words):
     with pytest.raises(error, match=words):

@@ -394,19 +394,11 @@ def _no_logits(ext: Any) -> Optional[str]:
 
 def _is_from(ext: Any, r: Any, args: argparse.Namespace) -> Dict[str, Any]:
     """IS from the class logits of an extraction."""
-    import numpy as np
-
-    from .isc import inception_score
+    from .isc import inception_score_of_logits
 
     if r.logits is None:
         raise MetricInputError(_no_logits(ext) or f"extractor {ext.provenance.extractor} gave no logits")
-    if ext.extra.get("multi_label"):
-        # scenes: per-category sigmoids, renormalised into a distribution over categories
-        from scipy.special import expit
-
-        p = expit(r.logits.astype(np.float64))
-        return inception_score(p / p.sum(1, keepdims=True), splits=args.splits, seed=args.seed)
-    return inception_score(r.logits, splits=args.splits, seed=args.seed, from_logits=True)
+    return inception_score_of_logits(r.logits, bool(ext.extra.get("multi_label")), splits=args.splits, seed=args.seed)
 
 
 def _is(args: argparse.Namespace) -> Dict[str, Any]:

@@ -74,3 +74,14 @@ def inception_score(
         scores[k] = np.exp(kl.mean())
     return {"inception_score": float(scores.mean()), "inception_score_std": float(scores.std()),
             "splits": splits, "n": n}
+
+
+def inception_score_of_logits(logits: ArrayLike, multi_label: bool = False, splits: int = 10,
+                              seed: int = 0) -> Dict[str, Any]:
+    """IS of an extractor's class logits: softmax over classes, or, for a multi-label head
+    (the ``scenes`` evaluator's per-category sigmoids), the sigmoids renormalised into a
+    distribution over categories."""
+    if not multi_label:
+        return inception_score(logits, splits=splits, seed=seed, from_logits=True)
+    p = scipy.special.expit(to_numpy(logits, "IS logits", ndim=2))
+    return inception_score(p / p.sum(1, keepdims=True), splits=splits, seed=seed)

@@ -63,8 +63,10 @@ def remove_stale_tmp(output_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def identity(config: Dict[str, Any], train_path: Sequence[str]) -> Dict[str, Any]:
-    """The part of a resolved config that defines a run: the TrainConfig section's volatile keys dropped."""
+def identity(config: Dict[str, Any], train_path: Sequence[str], extra: Sequence[str] = ()) -> Dict[str, Any]:
+    """The part of a resolved config that defines a run: the TrainConfig section's volatile keys
+    dropped, and ``extra`` dotted keys under it (a config's own ``VOLATILE_EXTRA``: e.g. the
+    test-only metrics of a GAN run, which a finished run may be re-scored with)."""
     out = copy.deepcopy(config)
     node = out
     for key in train_path:
@@ -72,6 +74,13 @@ def identity(config: Dict[str, Any], train_path: Sequence[str]) -> Dict[str, Any
     if isinstance(node, dict):
         for key in VOLATILE_KEYS:
             node.pop(key, None)
+        for dotted in extra:
+            *parents, last = dotted.split(".")
+            parent: Any = node
+            for key in parents:
+                parent = parent.get(key) if isinstance(parent, dict) else None
+            if isinstance(parent, dict):
+                parent.pop(last, None)
     return out
 
 

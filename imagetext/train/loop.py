@@ -147,8 +147,9 @@ class Trainer:
         run_config = config if run_config is None else run_config
         train_path = _find_path(run_config, config)
         self.run_dict = to_dict(run_config)
-        self.identity = ckpt.identity(self.run_dict, train_path or ())
         self.train_path = train_path or ()
+        self.volatile_extra = tuple(getattr(run_config, "VOLATILE_EXTRA", ()))
+        self.identity = ckpt.identity(self.run_dict, self.train_path, self.volatile_extra)
         self.resume_from = self._resolve_resume()  # every process checks, so all fail alike
         acc.wait_for_everyone()
 
@@ -199,7 +200,7 @@ class Trainer:
     def _check_same_run(self, theirs: Optional[Dict[str, Any]], what: str, kind: str) -> None:
         if theirs is None:
             raise UserError(f"{what}: its config.yaml is missing or unreadable; cannot tell which run it is")
-        diffs = ckpt.config_differences(self.identity, ckpt.identity(theirs, self.train_path))
+        diffs = ckpt.config_differences(self.identity, ckpt.identity(theirs, self.train_path, self.volatile_extra))
         if diffs:
             raise UserError(f"{what}: holds another {kind} (config differs in {'; '.join(diffs)}); "
                             "choose a new output_dir or the matching config (nothing was overwritten)")

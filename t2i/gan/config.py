@@ -15,7 +15,7 @@ branches when ``contrast.branches=2`` (then both branches get the full GAN losse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Literal, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Tuple
 
 from imagetext.data.config import DataConfig
 from imagetext.errors import ConfigError
@@ -82,6 +82,10 @@ class GanEvalSection:
     batch_size: int = 100
     kid_subsets: int = 50
     truncation: Optional[float] = None
+    # more extractors for the test scores only (their keys prefixed: inception_fid, ...); each
+    # costs a pass over the real and the generated set (Inception at 299 px: minutes on a CPU)
+    test_extractors: List[str] = field(default_factory=list)
+    real_cache: Optional[str] = None  # a folder caching real-set features across runs (e.g. runs/cache/real)
 
 
 @dataclass
@@ -99,6 +103,9 @@ class GanConfig(TrainConfig):
     contrast: ContrastSection = field(default_factory=ContrastSection)
     sample: SampleSection = field(default_factory=SampleSection)
     eval: GanEvalSection = field(default_factory=GanEvalSection)
+
+    # not part of the run's identity: a finished run may be re-scored with more test metrics
+    VOLATILE_EXTRA: ClassVar[Tuple[str, ...]] = ("eval.test_extractors", "eval.real_cache")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,6 +125,14 @@ class GanConfig(TrainConfig):
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"t2i config: {key} must be {want}")
+        from imagetext.registry import list_feature_extractors
+
+        extra, known = self.eval.test_extractors, list_feature_extractors()
+        for name in extra:
+            if name not in known or name == self.eval.extractor or extra.count(name) > 1:
+                raise ConfigError(f"t2i config: eval.test_extractors: {name!r} must be a feature extractor "
+                                  f"({', '.join(known)}) other than eval.extractor "
+                                  f"({self.eval.extractor}), named once")
         if self.data.image_size != self.model.imsize:
             raise ConfigError(f"data.image_size={self.data.image_size} and model.imsize={self.model.imsize} differ; "
                               "the generator draws model.imsize images, set both to the same value")

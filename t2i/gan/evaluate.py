@@ -1,4 +1,4 @@
-"""Scores of generated images against a held-out set: FID, KID, R-precision, faithfulness.
+"""Scores of generated images against a held-out set: FID, KID, IS, R-precision, faithfulness.
 
 One :class:`GeneratedScorer` per run: the real set's features are extracted once; each call
 generates one image per prompt (seeded, the same prompts every time) and scores it. The
@@ -6,7 +6,7 @@ trainer uses it for validation (on a validation set, never test) and the end-of-
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,22 +27,37 @@ class GeneratedScorer:
     Args:
         split: the reference split (its first caption of each image is the prompt).
         extractor: a FEATURE_EXTRACTORS name (``synth`` gives faithfulness too) and its kwargs.
+        extra_extractors: more extractors scoring the same fakes, their keys prefixed with the
+            name (``inception`` -> ``inception_fid``, ``inception_kid``): the test scores' second
+            opinion, too slow on a CPU for every validation.
+        real_cache: a folder caching the real set's features per extractor (keyed by the images'
+            and the extractor's hashes), so runs sharing a reference set extract it once.
         text_encoder, image_encoder: the phase-1 pair for R-precision (None: no R-precision).
+
+    Every extractor with class logits (``synth``; ``inception`` from a torch-fidelity .pth)
+    also gives the Inception Score (``is``, ``is_std``: 10 splits).
     """
 
     def __init__(self, split: Any, imsize: int, n: int, extractor: str = "synth",
                  extractor_kwargs: Optional[Dict[str, Any]] = None, world: Optional[str] = None,
                  text_encoder: Optional[nn.Module] = None, image_encoder: Optional[nn.Module] = None,
                  batch_size: int = 100, kid_subsets: int = 50, seed: int = 0, device: Any = "cpu",
-                 encoder_size: Optional[int] = None) -> None:
-        from imagetext.metrics.engine import extract
+                 encoder_size: Optional[int] = None, extra_extractors: Sequence[str] = (),
+                 real_cache: Optional[str] = None) -> None:
+        from imagetext.errors import ConfigError
         from imagetext.registry import FEATURE_EXTRACTORS
 
-        kwargs = dict(extractor_kwargs or {})
-        if extractor == "synth" and world is not None:
-            kwargs.setdefault("world", world)
+        def build(name: str, kwargs: Dict[str, Any]) -> nn.Module:
+            if name == "synth" and world is not None:
+                kwargs.setdefault("world", world)
+            return FEATURE_EXTRACTORS.build(name, **kwargs).eval()
+
+        if extractor in extra_extractors:
+            raise ConfigError(f"eval.test_extractors: {extractor!r} is already the main extractor")
         self.extractor_name = extractor
-        self.extractor = FEATURE_EXTRACTORS.build(extractor, **kwargs).eval()
+        self.extractors = {extractor: build(extractor, dict(extractor_kwargs or {}))}
+        self.extractors.update({name: build(name, {}) for name in extra_extractors})
+        self.extractor = self.extractors[extractor]
         self.samples = split.samples[:n]
         self.prompts: List[str] = [s.captions[0] for s in self.samples]
         atts = [(s.caption_attributes or [None])[0] for s in self.samples]
@@ -53,27 +68,72 @@ class GeneratedScorer:
         self.batch_size, self.kid_subsets, self.seed, self.device = batch_size, kid_subsets, seed, device
         self.encoder_size = encoder_size
         real = split_images(split, imsize, n)
-        self.real = extract(self.extractor, (real + 1) / 2, batch_size=batch_size, keep_features=True,
-                            progress=False, num_workers=0, device=device)
+        self.reals = {name: self._real(ext, real, real_cache) for name, ext in self.extractors.items()}
+        self.real = self.reals[extractor]
+
+    def _extract(self, ext: nn.Module, images: torch.Tensor, **keep: bool) -> Any:
+        from imagetext.metrics.engine import extract
+
+        return extract(ext, (images + 1) / 2, batch_size=self.batch_size, keep_features=True, progress=False,
+                       num_workers=0, device=self.device, **keep)
+
+    def _real(self, ext: nn.Module, real: torch.Tensor, cache: Optional[str]) -> Any:
+        """The real set's extraction, from ``cache`` when an earlier run of the same images and weights left it."""
+        if cache is None:
+            return self._extract(ext, real)
+        import hashlib
+        import os
+        from pathlib import Path
+
+        from imagetext.metrics.engine import Extracted
+        from imagetext.metrics.fid import FeatureStats
+
+        prov = ext.provenance
+        key = hashlib.sha256(real.numpy().tobytes())
+        key.update(f"{prov.extractor}|{prov.weights_sha256}|{prov.resize_mode}|{prov.input_size}".encode())
+        path = Path(cache) / f"{prov.extractor}-{key.hexdigest()[:24]}.npy"
+        if path.is_file():
+            feats = np.load(path)
+        else:
+            feats = self._extract(ext, real).features
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats)
+            os.replace(tmp, path)  # concurrent runs: the last complete file wins, none is half-read
+        stats = FeatureStats()
+        stats.update(torch.from_numpy(feats).double())
+        return Extracted(stats=stats, n=len(feats), features=feats)
 
     def __call__(self, generate: Callable[[List[str], int], torch.Tensor]) -> Dict[str, float]:
-        from imagetext.metrics.engine import extract
-        from imagetext.metrics.faithfulness import faithfulness
-        from imagetext.metrics.fid import fid_from_stats
-        from imagetext.metrics.kid import kernel_inception_distance
-
         fake = generate(self.prompts, self.seed).float().clamp(-1, 1)
-        r = extract(self.extractor, (fake + 1) / 2, batch_size=self.batch_size, keep_features=True,
-                    keep_heads=self.mentions is not None, progress=False, num_workers=0, device=self.device)
-        out: Dict[str, float] = {"fid": fid_from_stats(self.real.stats, r.stats, check_meta=False)}
-        kid = kernel_inception_distance(self.real.features, r.features, subsets=self.kid_subsets,
-                                        subset_size=min(1000, r.n, self.real.n), seed=self.seed)
-        out["kid"], out["kid_std"] = float(kid["kid"]), float(kid["kid_std"])
-        if self.mentions is not None:
-            f = faithfulness(r.heads, self.mentions, self.extractor.extra["config"])
-            out["faithfulness"] = float(f["overall"])
+        out: Dict[str, float] = {}
+        for name, ext in self.extractors.items():
+            main = name == self.extractor_name
+            scores = self._score(ext, self.reals[name], fake, faithfulness=main and self.mentions is not None)
+            out.update(scores if main else {f"{name}_{k}": v for k, v in scores.items()})
         if self.text_encoder is not None and self.image_encoder is not None:
             out.update(self.rprecision(fake))
+        return out
+
+    def _score(self, ext: nn.Module, real: Any, fake: torch.Tensor, faithfulness: bool) -> Dict[str, float]:
+        from imagetext.metrics.faithfulness import faithfulness as faithfulness_score
+        from imagetext.metrics.fid import fid_from_stats
+        from imagetext.metrics.isc import inception_score_of_logits
+        from imagetext.metrics.kid import kernel_inception_distance
+
+        has_logits = bool(ext.extra.get("has_logits"))
+        r = self._extract(ext, fake, keep_heads=faithfulness, keep_logits=has_logits)
+        out: Dict[str, float] = {"fid": fid_from_stats(real.stats, r.stats, check_meta=False)}
+        kid = kernel_inception_distance(real.features, r.features, subsets=self.kid_subsets,
+                                        subset_size=min(1000, r.n, real.n), seed=self.seed)
+        out["kid"], out["kid_std"] = float(kid["kid"]), float(kid["kid_std"])
+        if has_logits and r.logits is not None:
+            isc = inception_score_of_logits(r.logits, bool(ext.extra.get("multi_label")), splits=min(10, r.n),
+                                            seed=self.seed)
+            out["is"], out["is_std"] = isc["inception_score"], isc["inception_score_std"]
+        if faithfulness:
+            f = faithfulness_score(r.heads, self.mentions, ext.extra["config"])
+            out["faithfulness"] = float(f["overall"])
         return out
 
     @torch.no_grad()

@@ -116,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     scorer_args = dict(imsize=cfg.model.imsize, extractor=cfg.eval.extractor, extractor_kwargs=cfg.eval.extractor_kwargs,
                        world=cfg.data.source, text_encoder=text, image_encoder=image, batch_size=cfg.eval.batch_size,
                        encoder_size=encoder_image_size(cfg),
-                       kid_subsets=cfg.eval.kid_subsets, seed=cfg.seed)
+                       kid_subsets=cfg.eval.kid_subsets, seed=cfg.seed, real_cache=cfg.eval.real_cache)
     validator = None
     if cfg.validate_every:
         validator = GeneratedScorer(val_split, n=min(cfg.eval.n_images, len(val_split.samples)), device=device,
@@ -131,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     # every process scores (extraction shards over processes); the main one writes
     scorer = GeneratedScorer(test_split, n=min(cfg.eval.n_images, len(test_split.samples)),
-                             device=acc.device, **scorer_args)
+                             device=acc.device, extra_extractors=cfg.eval.test_extractors, **scorer_args)
     scores = scorer(lambda caps, seed: task.generate(caps, seed, cfg.eval.truncation, cfg.eval.batch_size))
     if acc.is_main_process:
         final = export(task, cfg, Path(cfg.output_dir) / "final")
@@ -147,6 +147,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "test": {"split": "test", "n_images": scorer.real.n, "extractor": cfg.eval.extractor, **scores},
             "final": str(final),
         }
+        record = Path(cfg.output_dir) / TRAIN_RECORD
+        if steps:
+            keep = {k: results[k] for k in ("steps", "train_img_per_s", "train_seconds", "processes", "last_logs")}
+            write_text_atomic(record, json.dumps(keep, indent=2, default=str) + "\n")
+        else:
+            results.update(_trained_before(record, state["step"]))
         best = Path(cfg.output_dir) / "best.json"
         if best.is_file():
             results["best"] = json.loads(best.read_text(encoding="utf-8"))
@@ -155,9 +161,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return results
 
 
+TRAIN_RECORD = "train_record.json"  # the last training segment's throughput (results.json is the scores')
+
+
+def _trained_before(path: Path, step: int) -> Dict[str, Any]:
+    """A run resumed at ``max_steps`` trains nothing and only re-scores (e.g. with more metrics): it
+    keeps the throughput that the segment which trained it to the same step recorded, and says so."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if old.get("steps") != step:
+        return {}
+    kept = {k: old[k] for k in ("train_img_per_s", "train_seconds", "processes", "last_logs") if old.get(k) is not None}
+    return {**kept, "rescored": True}
+
+
 def _summary(res: Dict[str, Any]) -> str:
     t = res.get("test", {})
-    keys = ("fid", "kid", "faithfulness", "r_precision")
+    keys = ("fid", "kid", "is", "faithfulness", "r_precision", "inception_fid", "inception_kid")
     return f"test ({t.get('n_images')} images): " + ", ".join(f"{k}={t[k]:.4g}" for k in keys if k in t)
 
 
