@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,23 @@ def test_each_call_gets_its_own_prompt_warnings(model):
             assert len(said) == 1 and "none of its words is in the vocabulary" in said[0]
         else:
             assert said == []
+
+
+def test_sample_sheet_puts_real_and_each_model_side_by_side(model, tmp_path):
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sample_sheet
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "sheet.png"
+    assert sample_sheet.main(["--model", f"a={model}", "--model", f"b={model}", "--n", "3", "--scale", "2",
+                              "--out", str(out)]) == 0
+    sheet = Image.open(out)
+    # 3 columns (real, a, b) of 64 px tiles beside the prompt text; 3 rows under the header
+    assert sheet.size == (220 + 3 * (64 + 4), 18 + 3 * (64 + 4))
+    # the two columns of one model and seed are the same pixels; the real column differs from them
+    tiles = [sheet.crop((220 + j * 68, 18, 220 + j * 68 + 64, 18 + 64)).tobytes() for j in range(3)]
+    assert tiles[1] == tiles[2] and tiles[0] != tiles[1]
+    assert sample_sheet.main(["--model", f"x={tmp_path / 'nothing'}", "--out", str(out)]) == 2
