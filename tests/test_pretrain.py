@@ -223,3 +223,29 @@ def test_unlabelled_samples_and_long_captions_are_said_not_dropped(tmp_path, cap
     assert "1 training image(s) have no label" in err
     assert "1 of 24 training captions are longer than the text encoder's 18 words" in err
     assert res["steps"] == 1
+
+
+def test_clip_pair_uses_decoupled_decay_on_matrices_only(tmp_path):
+    """The CLIP presets train with AdamW; norms, biases, class embedding and the logit scale are not decayed.
+    (Adam's coupled L2 at 0.1 had shrunk a from-scratch ViT's patch embedding to ~1e-3 in 300 steps.)"""
+    from imagetext.data.config import build_split
+    from imagetext.tokenizer import WordTokenizer
+    from t2i.pretrain.task import PretrainTask
+
+    assert load_config(PretrainConfig, REPO / "configs/pretrain/scenes_clip_plain.yaml").model.optimizer == "adamw"
+    cfg = load_config(PretrainConfig, TINY, [f"output_dir={tmp_path}", *TINY_CLIP, "model.optimizer=adamw",
+                                             "model.weight_decay=0.1"])
+    split = build_split(cfg.data, "train")
+    tok = WordTokenizer.build([c for s in split.samples for c in s.captions])
+    task = PretrainTask(cfg, tok, len(split.class_names), split.multi_label)
+    (opt,) = task.optimizers.values()
+    assert isinstance(opt, torch.optim.AdamW)
+    names = {id(p): f"{k}.{n}" for k, m in task.models.items() for n, p in m.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    kept = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert any("conv1.weight" in n for n in decayed) and any("in_proj_weight" in n for n in decayed)
+    assert all(".ln_" in n or n.endswith("bias") or "class_embedding" in n or "logit_scale" in n for n in kept)
+    assert any("logit_scale" in n for n in kept) and not any(".ln_" in n or n.endswith("bias") for n in decayed)
+    assert len(decayed) + len(kept) == sum(p.requires_grad for m in task.models.values() for p in m.parameters())
+    with pytest.raises(ConfigError, match="optimizer"):
+        load_config(PretrainConfig, TINY, [f"output_dir={tmp_path}", "model.optimizer=sgd"])

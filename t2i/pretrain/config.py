@@ -43,6 +43,11 @@ class ModelConfig:
     small_clip: bool = True  # pair=clip without model_cfg in the kwargs: the 64 px architecture above
     vocab_min_count: int = 1  # word vocabulary (BiLSTM): words seen fewer times become <unk>
     lr: float = 2e-3  # AttnGAN's DAMSM learning rate
+    # adam: L2 added to the gradient (AttnGAN's DAMSM has none); adamw: decoupled decay, as CLIP is
+    # trained, on matrices only (not biases, norms, embeddings' gains or the logit scale). Adam's L2
+    # is rescaled by Adam's normaliser: where the loss gradient is small it shrinks every weight by
+    # about lr per step, which drove a from-scratch ViT's patch embedding to ~0 within 300 steps.
+    optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     betas: tuple = (0.5, 0.999)  # AttnGAN's Adam betas
 

@@ -69,8 +69,24 @@ class PretrainHeads(nn.Module):
         raise RuntimeError("PretrainHeads is a container")
 
 
+def no_decay(name: str, p: torch.Tensor) -> bool:
+    """open_clip's exclusion from weight decay: vectors and scalars, norms, biases, the logit scale."""
+    return p.ndim < 2 or any(s in name for s in ("bn", "ln", "bias", "logit_scale"))
+
+
+def build_optimizer(models: Dict[str, nn.Module], m: Any) -> torch.optim.Optimizer:
+    """One optimiser over every trainable parameter of ``models`` (``m``: the config's model section)."""
+    named = [(f"{k}.{n}", p) for k, mod in models.items() for n, p in mod.named_parameters() if p.requires_grad]
+    betas = tuple(m.betas)
+    if m.optimizer == "adam":
+        return torch.optim.Adam([p for _, p in named], lr=m.lr, betas=betas, weight_decay=m.weight_decay)
+    groups = [{"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": m.weight_decay},
+              {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=m.lr, betas=betas)
+
+
 class PretrainTask(TrainTask):
-    """Models ``text``, ``image`` and, when the losses have parameters, ``heads``; one Adam over all."""
+    """Models ``text``, ``image`` and, when the losses have parameters, ``heads``; one optimiser over all."""
 
     def __init__(self, cfg: PretrainConfig, tokenizer: Any, num_classes: int, multi_label: bool) -> None:
         self.cfg = cfg
@@ -80,9 +96,7 @@ class PretrainTask(TrainTask):
         self.models = {"text": text, "image": image}
         if any(True for _ in self.heads.parameters()):  # DDP refuses a module without parameters
             self.models["heads"] = self.heads
-        params = [p for mod in self.models.values() for p in mod.parameters() if p.requires_grad]
-        self.optimizers = {"adam": torch.optim.Adam(params, lr=cfg.model.lr, betas=tuple(cfg.model.betas),
-                                                    weight_decay=cfg.model.weight_decay)}
+        self.optimizers = {cfg.model.optimizer: build_optimizer(self.models, cfg.model)}
         self.schedulers = {}
 
     # -- helpers ---------------------------------------------------------------------------
