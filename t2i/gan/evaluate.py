@@ -89,7 +89,8 @@ class GeneratedScorer:
         from imagetext.metrics.fid import FeatureStats
 
         prov = ext.provenance
-        key = hashlib.sha256(real.numpy().tobytes())
+        key = hashlib.sha256(f"{tuple(real.shape)}|{real.dtype}|".encode())
+        key.update(real.numpy().tobytes())
         key.update(f"{prov.extractor}|{prov.weights_sha256}|{prov.resize_mode}|{prov.input_size}".encode())
         path = Path(cache) / f"{prov.extractor}-{key.hexdigest()[:24]}.npy"
         if path.is_file():

@@ -151,8 +151,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if steps:
             keep = {k: results[k] for k in ("steps", "train_img_per_s", "train_seconds", "processes", "last_logs")}
             write_text_atomic(record, json.dumps(keep, indent=2, default=str) + "\n")
-        else:
-            results.update(_trained_before(record, state["step"]))
+        else:  # nothing left to train: a re-scoring
+            results.update({**_trained_before(record, state["step"]), "rescored": True})
         best = Path(cfg.output_dir) / "best.json"
         if best.is_file():
             results["best"] = json.loads(best.read_text(encoding="utf-8"))
@@ -166,15 +166,14 @@ TRAIN_RECORD = "train_record.json"  # the last training segment's throughput (re
 
 def _trained_before(path: Path, step: int) -> Dict[str, Any]:
     """A run resumed at ``max_steps`` trains nothing and only re-scores (e.g. with more metrics): it
-    keeps the throughput that the segment which trained it to the same step recorded, and says so."""
+    keeps the throughput that the segment which trained it to the same step recorded."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if old.get("steps") != step:
         return {}
-    kept = {k: old[k] for k in ("train_img_per_s", "train_seconds", "processes", "last_logs") if old.get(k) is not None}
-    return {**kept, "rescored": True}
+    return {k: old[k] for k in ("train_img_per_s", "train_seconds", "processes", "last_logs") if old.get(k) is not None}
 
 
 def _summary(res: Dict[str, Any]) -> str:
