@@ -26,3 +26,19 @@ def rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def all_ranks_agree(flag: bool) -> bool:
+    """True when ``flag`` is True on every process (a collective: every rank must call it); ``flag``
+    itself outside distributed runs. For choices that decide whether the ranks enter a collective."""
+    rank, world = rank_and_world_size()
+    if world == 1:
+        return bool(flag)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

@@ -274,9 +274,15 @@ def test_train_t2i_under_accelerate_two_processes(tmp_path):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu2.yaml"),
            "--main_process_port", str(port), str(REPO / "scripts/train_t2i.py"), "--config", TINY_SCL,
-           f"output_dir={tmp_path}", "max_steps=2", "checkpoint_every=0"]
-    r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True,
-                       text=True, timeout=200, cwd=REPO)
+           f"output_dir={tmp_path / 'run'}", "max_steps=2", "checkpoint_every=0", f"eval.real_cache={tmp_path / 'cache'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads((tmp_path / "results.json").read_text())
-    assert res["processes"] == 2 and res["steps"] == 2 and (tmp_path / "final/pipeline.json").is_file()
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["processes"] == 2 and res["steps"] == 2 and (tmp_path / "run/final/pipeline.json").is_file()
+    # the real-feature cache is written once (rank 0) and read by both ranks on a re-scoring
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    r = subprocess.run(cmd + ["resume=latest"], env=env, capture_output=True, text=True, timeout=200, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert again["rescored"] and again["test"]["fid"] == pytest.approx(res["test"]["fid"], rel=1e-9)

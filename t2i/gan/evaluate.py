@@ -85,6 +85,7 @@ class GeneratedScorer:
         import os
         from pathlib import Path
 
+        from imagetext.dist import all_ranks_agree, is_main_process
         from imagetext.metrics.engine import Extracted
         from imagetext.metrics.fid import FeatureStats
 
@@ -93,14 +94,16 @@ class GeneratedScorer:
         key.update(real.numpy().tobytes())
         key.update(f"{prov.extractor}|{prov.weights_sha256}|{prov.resize_mode}|{prov.input_size}".encode())
         path = Path(cache) / f"{prov.extractor}-{key.hexdigest()[:24]}.npy"
-        if path.is_file():
+        # every rank must take the same branch: extraction is a collective over processes
+        if all_ranks_agree(path.is_file()):
             feats = np.load(path)
         else:
             feats = self._extract(ext, real).features
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, path)  # concurrent runs: the last complete file wins, none is half-read
+            if is_main_process():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, feats)
+                os.replace(tmp, path)  # concurrent runs: the last complete file wins, none is half-read
         stats = FeatureStats()
         stats.update(torch.from_numpy(feats).double())
         return Extracted(stats=stats, n=len(feats), features=feats)
