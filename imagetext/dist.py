@@ -31,8 +31,7 @@ def rank_and_world_size() -> tuple[int, int]:
 def all_ranks_agree(flag: bool) -> bool:
     """True when ``flag`` is True on every process (a collective: every rank must call it); ``flag``
     itself outside distributed runs. For choices that decide whether the ranks enter a collective."""
-    rank, world = rank_and_world_size()
-    if world == 1:
+    if rank_and_world_size()[1] == 1:
         return bool(flag)
     import torch
     import torch.distributed as dist

@@ -39,9 +39,15 @@ def main(argv=None) -> int:
     data = DataConfig(source=a.world, image_size=a.imsize)
     data.synthetic.n_train, data.synthetic.n_test = a.n_train, a.n
     train, test = load_splits(data, "test")
+    from imagetext.errors import UserError
+
     extra = [x for x in a.test_extractors.split(",") if x]
-    scorer = GeneratedScorer(test, imsize=a.imsize, n=a.n, world=a.world, extra_extractors=extra,
-                             real_cache=a.real_cache)
+    try:
+        scorer = GeneratedScorer(test, imsize=a.imsize, n=a.n, world=a.world, extra_extractors=extra,
+                                 real_cache=a.real_cache)
+    except UserError as e:
+        print(f"fid_reference_points: --test-extractors: {e}", file=sys.stderr)
+        return 2
     own = split_images(test, a.imsize, a.n)
     other = split_images(train, a.imsize, a.n)
 

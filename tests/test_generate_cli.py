@@ -360,3 +360,20 @@ def test_sample_sheet_puts_real_and_each_model_side_by_side(model, tmp_path):
     tiles = [sheet.crop((220 + j * 68, 18, 220 + j * 68 + 64, 18 + 64)).tobytes() for j in range(3)]
     assert tiles[1] == tiles[2] and tiles[0] != tiles[1]
     assert sample_sheet.main(["--model", f"x={tmp_path / 'nothing'}", "--out", str(out)]) == 2
+
+
+def test_fid_reference_points_scores_real_rows_and_refuses_bad_extractors(capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import fid_reference_points
+    finally:
+        sys.path.pop(0)
+    args = ["--world", "scenes", "--n", "12", "--n-train", "24"]
+    assert fid_reference_points.main(args + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    own = rows["real (the test images: faithfulness ceiling)"]
+    assert own["fid"] == pytest.approx(0.0, abs=1e-6) and own["faithfulness"] > rows["flat grey"]["faithfulness"]
+    assert rows["flat grey"]["is"] == pytest.approx(1.0) and own["is"] > 1.0
+    for bad, words in (("nope", "unknown feature extractor"), ("synth", "not the main extractor")):
+        assert fid_reference_points.main(args + ["--test-extractors", bad]) == 2
+        assert words in capsys.readouterr().err

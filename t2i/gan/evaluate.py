@@ -52,8 +52,9 @@ class GeneratedScorer:
                 kwargs.setdefault("world", world)
             return FEATURE_EXTRACTORS.build(name, **kwargs).eval()
 
-        if extractor in extra_extractors:
-            raise ConfigError(f"eval.test_extractors: {extractor!r} is already the main extractor")
+        if extractor in extra_extractors or len(set(extra_extractors)) < len(extra_extractors):
+            raise ConfigError(f"extra extractors {list(extra_extractors)}: each named once, and not the main "
+                              f"extractor {extractor!r}")
         self.extractor_name = extractor
         self.extractors = {extractor: build(extractor, dict(extractor_kwargs or {}))}
         self.extractors.update({name: build(name, {}) for name in extra_extractors})
@@ -104,6 +105,7 @@ class GeneratedScorer:
                 tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
                 np.save(tmp, feats)
                 os.replace(tmp, path)  # concurrent runs: the last complete file wins, none is half-read
+        # statistics from the features on a hit and on a miss alike, so a cached run scores bit-identically
         stats = FeatureStats()
         stats.update(torch.from_numpy(feats).double())
         return Extracted(stats=stats, n=len(feats), features=feats)

@@ -149,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         }
         record = Path(cfg.output_dir) / TRAIN_RECORD
         if steps:
-            keep = {k: results[k] for k in ("steps", "train_img_per_s", "train_seconds", "processes", "last_logs")}
+            keep = {k: results[k] for k in ("steps", *TRAINING_KEYS)}
             write_text_atomic(record, json.dumps(keep, indent=2, default=str) + "\n")
         else:  # nothing left to train: a re-scoring
             results.update({**_trained_before(record, state["step"]), "rescored": True})
@@ -162,6 +162,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 TRAIN_RECORD = "train_record.json"  # the last training segment's throughput (results.json is the scores')
+TRAINING_KEYS = ("train_img_per_s", "train_seconds", "processes", "last_logs")  # what a re-scoring keeps
 
 
 def _trained_before(path: Path, step: int) -> Dict[str, Any]:
@@ -173,7 +174,7 @@ def _trained_before(path: Path, step: int) -> Dict[str, Any]:
         return {}
     if old.get("steps") != step:
         return {}
-    return {k: old[k] for k in ("train_img_per_s", "train_seconds", "processes", "last_logs") if old.get(k) is not None}
+    return {k: old[k] for k in TRAINING_KEYS if old.get(k) is not None}
 
 
 def _summary(res: Dict[str, Any]) -> str:
