@@ -63,6 +63,21 @@ def test_expansion_ids_and_order(tmp_path):
     assert [c.id for c in load_matrix(write_matrix(tmp_path), ["name=other"])] == ids
 
 
+def test_matrix_level_params_are_shared_and_one_override_resizes_every_cell(tmp_path):
+    path = write_matrix(tmp_path, seeds=(0,), params={"steps": 9, "width": 3})
+    m, _ = load(path)
+    # the spec's own steps (4) win over the shared 9; the shared width reaches every cell
+    assert [c.params for c in m] == [{"steps": 4, "width": 3, "variant": "a", "seed": 0},
+                                     {"steps": 4, "width": 3, "variant": "b", "seed": 0}]
+    data = yaml.safe_load(path.read_text())
+    del data["cells"][0]["params"]["steps"]
+    path.write_text(yaml.safe_dump(data))
+    m, _ = load(path, "params.steps=30")
+    assert {c.params["steps"] for c in m} == {30}
+    with pytest.raises(ConfigError, match="params: output_dir are reserved"):
+        load(write_matrix(tmp_path, params={"output_dir": "x"}))
+
+
 def test_run_records_provenance_then_skips_then_force(tmp_path, capsys):
     m, paths = load(write_matrix(tmp_path))
     s = run_matrix(m, paths, max_cells=4)

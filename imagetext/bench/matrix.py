@@ -16,7 +16,9 @@ current ones is *stale* and reruns), so ids stay stable when a matrix grows::
       group_by: [variant]
       metrics: [t2i.R@1, {key: rprecision, label: R-precision, fmt: ".3f"}, {key: anchor.rsum, optional: true}]
 
-gives ``scenes-damsm-seed0`` ... ``scenes-supcon-seed2``. ``needs: [id template, ...]`` names
+gives ``scenes-damsm-seed0`` ... ``scenes-supcon-seed2``. A top-level ``params:`` is shared by every
+spec (a spec's own ``params`` win), so one override resizes a whole matrix: ``bench run m.yaml
+params.steps=3000`` (with ``runs_root=``/``results_dir=`` elsewhere, so the small cells stay done). ``needs: [id template, ...]`` names
 cells that must be done before a cell of the spec starts (rendered like ``id``; checked to exist). String axis values appear as
 they are, numbers as ``<axis><value>``; the seed axis always comes last in the id, and
 cells run seed-outermost (one seed of every variant first), so ``--max-cells`` fills a
@@ -91,6 +93,7 @@ class MatrixConfig:
     # continues from its last checkpoint on the next run (long training cells); False: wiped.
     resume_partial: bool = False
     seed_key: str = "seed"  # the axis that report averages over and ids put last
+    params: Dict[str, Any] = field(default_factory=dict)  # shared by every spec; a spec's own params win
     report: ReportSpec = field(default_factory=ReportSpec)
     description: str = ""
 
@@ -160,8 +163,13 @@ class Matrix:
         return list(self.config.report.metrics)
 
 
-def expand_spec(spec: CellSpec, matrix: str, seed_key: str, where: str) -> List[Cell]:
-    """All cells of one spec, seed axis outermost; checks placeholders and ids."""
+def expand_spec(spec: CellSpec, matrix: str, seed_key: str, where: str,
+                shared: Optional[Dict[str, Any]] = None) -> List[Cell]:
+    """All cells of one spec, seed axis outermost; checks placeholders and ids.
+
+    ``shared``: the matrix-level params, under the spec's own; an axis of the spec shadows one
+    silently (it varies there), while a spec param that is also an axis is an error.
+    """
     clash = sorted(set(spec.axes) & set(spec.params))
     if clash:
         raise ConfigError(f"{where}: {', '.join(clash)} is both an axis and a fixed param")
@@ -181,7 +189,7 @@ def expand_spec(spec: CellSpec, matrix: str, seed_key: str, where: str) -> List[
     cells = []
     for combo in itertools.product(*(spec.axes[k] for k in run_keys)):
         axis_vals = dict(zip(run_keys, combo))
-        params = {**spec.params, **{k: axis_vals[k] for k in keys}}
+        params = {**(shared or {}), **spec.params, **{k: axis_vals[k] for k in keys}}
         if spec.id is not None:
             cid = render(spec.id, {**params, "spec": spec.name, "matrix": matrix}, f"{where}.id")
         else:
@@ -203,13 +211,16 @@ def build_matrix(cfg: MatrixConfig, name: str, path: Optional[Path] = None) -> M
         raise ConfigError(f"{where}: matrix name {name!r} is not a safe folder name")
     if not cfg.cells:
         raise ConfigError(f"{where}.cells: empty; list at least one cell")
+    reserved = sorted(set(cfg.params) & set(RESERVED))
+    if reserved:
+        raise ConfigError(f"{where}.params: {', '.join(reserved)} are reserved placeholders")
     cells: List[Cell] = []
     seen_specs = set()
     for i, spec in enumerate(cfg.cells):
         if spec.name in seen_specs:
             raise ConfigError(f"{where}.cells[{i}]: name {spec.name!r} used twice")
         seen_specs.add(spec.name)
-        cells += expand_spec(spec, name, cfg.seed_key, f"{where}.cells[{i}]")
+        cells += expand_spec(spec, name, cfg.seed_key, f"{where}.cells[{i}]", cfg.params)
     ids: Dict[str, int] = {}
     for c in cells:
         ids[c.id] = ids.get(c.id, 0) + 1
