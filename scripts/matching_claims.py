@@ -24,23 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from imagetext.bench.paired import load_cells, lookup, paired_summary
+
 REGIMES = ("offline", "online", "momentum")
 
 
 def _rsum(rec: Dict[str, Any], key: str = "target") -> Optional[float]:
-    v = (rec.get("results") or {}).get(key) or {}
-    return v.get("rsum") if isinstance(v.get("rsum"), (int, float)) else None
-
-
-def load_cells(folder: Path) -> Dict[str, Dict[str, Any]]:
-    """Cell id -> record, for every readable ``*.json`` in ``folder`` (unreadable ones are named on stderr)."""
-    cells = {}
-    for f in sorted(folder.glob("*.json")):
-        try:
-            cells[f.stem] = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"matching_claims: skipped {f}: {e}", file=sys.stderr)
-    return cells
+    return lookup(rec, f"{key}.rsum")
 
 
 def compare(cells: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -65,12 +55,7 @@ def compare(cells: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
     for key in sorted(rows, key=lambda k: (str(k[0]), REGIMES.index(k[1]), str(k[2]))):
         row = rows[key]
         for what in ("vs_own_anchor", "vs_equal_training"):
-            d = row[what]
-            vals = [d[s] for s in sorted(d)]
-            row[what] = {"per_seed": {str(s): d[s] for s in sorted(d)}, "n": len(vals),
-                         "mean": statistics.mean(vals) if vals else None,
-                         "std": statistics.stdev(vals) if len(vals) > 1 else None,
-                         "positive": sum(v > 0 for v in vals)}
+            row[what] = paired_summary(row[what])
         out.append(row)
     return out
 
@@ -145,7 +130,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"matching_claims: error: {args.cells}: no such folder (run scripts/bench.py run "
               "configs/bench/matching.yaml first)", file=sys.stderr)
         return 2
-    cells = load_cells(args.cells)
+    cells = load_cells(args.cells, "matching_claims")
     rows = compare(cells)
     print(json.dumps(rows, indent=2) if args.json else to_markdown(rows))
     if args.plot:
