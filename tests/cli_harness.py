@@ -1,4 +1,4 @@
-"""Running ``t2i`` in-process for the bad-input tables.
+"""Running ``t2i`` in-process for the bad-input tables, and loading a ``scripts/*.py`` as a module.
 
 ``run_cli`` calls :func:`imagetext.cli.main` with captured stdout/stderr. Any exception
 that escapes ``main`` (other than argparse's SystemExit) is what a user would see as a
@@ -8,10 +8,23 @@ words in the message, and no traceback.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import List, Sequence
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as a module, so a test calls its functions and ``main`` in-process."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @dataclass

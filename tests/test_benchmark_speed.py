@@ -2,19 +2,13 @@
 
 No timing assertions (the numbers depend on the machine and its load).
 """
-import importlib.util
 import json
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_harness import load_script
 
 
 def _load_script():
-    path = REPO / "scripts" / "benchmark_train_speed.py"
-    spec = importlib.util.spec_from_file_location("benchmark_train_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmark_train_speed")
 
 
 def test_benchmark_train_speed_tiny(tmp_path, capsys):
@@ -86,17 +80,9 @@ def test_reference_runs_the_published_block_order():
     assert seen["ours_skip"] == 8 and seen["ref_skip"] == 16  # the first down-block takes 16x16 to 8x8
 
 
-def _load(name):
-    path = REPO / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_benchmark_gan_variants_tiny(tmp_path, capsys):
     """Every variant through the trainer's own step; NAME:key=value reaches that config only."""
-    mod = _load("benchmark_gan_variants")
+    mod = load_script("benchmark_gan_variants")
     out = tmp_path / "variants.json"
     res = mod.main(["--configs", "dfgan_tiny,attngan_tiny", "--scl", "--steps", "1", "--repeats", "1",
                     "--warmup", "0", "--gen-repeats", "1", "--device", "cpu", "--threads", "1", "--json",
@@ -122,7 +108,7 @@ def test_benchmark_gan_variants_tiny(tmp_path, capsys):
 def test_benchmark_gan_variants_bad_config_is_one_line():
     import pytest
 
-    mod = _load("benchmark_gan_variants")
+    mod = load_script("benchmark_gan_variants")
     with pytest.raises(SystemExit) as e:
         mod.main(["--configs", "no_such_variant", "--steps", "1", "--repeats", "1"])
     assert "no_such_variant" in str(e.value) and "not found" in str(e.value)

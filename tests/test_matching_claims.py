@@ -1,18 +1,12 @@
 """scripts/matching_claims.py: paired comparisons of the matching matrix's records (same world and seed)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from cli_harness import load_script
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("matching_claims", REPO / "scripts" / "matching_claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("matching_claims")
 
 
 def _rec(folder, cid, regime, mode, seed, target, anchor=None, world="scenes"):

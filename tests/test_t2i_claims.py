@@ -1,18 +1,12 @@
 """scripts/t2i_claims.py: baseline vs `_scl` of the t2i matrix, paired by world and seed, with its verdict rule."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from cli_harness import load_script
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("t2i_claims", REPO / "scripts" / "t2i_claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("t2i_claims")
 
 
 def _rec(folder, variant, scl, seed, fid, inc=None, faith=0.1, world="scenes"):
