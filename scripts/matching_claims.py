@@ -83,10 +83,9 @@ ORDER = [("anchor", "none"), ("anchor-600", "none")] + [(r, m) for r in REGIMES 
 
 def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
     """Test rSum of every cell, per world: filled dots = the cell's model, hollow = its own anchor."""
-    import matplotlib
+    from imagetext.bench.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     worlds = sorted({(r.get("params") or {}).get("world") for r in cells.values()} - {None})
     fig, axes = plt.subplots(1, len(worlds), figsize=(5.5 * len(worlds), 4.2), squeeze=False)
@@ -111,11 +110,7 @@ def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
         ax.set_ylim(bottom=0)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110, rect=(0, 0.06, 1, 1))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -31,10 +31,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     a = p.parse_args(argv)
 
-    import matplotlib
+    from imagetext.bench.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import torch
 
     from imagetext.data.synthetic import load_synthetic
@@ -70,9 +69,7 @@ def main(argv=None) -> int:
     names = split.class_names
     fig.suptitle(f"{a.world}: held-out text embeddings ({how}), coloured by the {len(top)} most frequent classes "
                  f"({', '.join(names[c] for c in top[:4])}, ...)", fontsize=10)
-    fig.tight_layout()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(a.out, dpi=110)
+    save_figure(fig, a.out, dpi=110)
     print(f"wrote {a.out}")
     return 0
 

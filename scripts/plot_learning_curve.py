@@ -31,6 +31,9 @@ def read_curve(run: Path) -> List[Dict[str, float]]:
             row = json.loads(line)
         except ValueError:
             raise SystemExit(f"plot_learning_curve: {path}:{i}: not JSON") from None
+        missing = [k for k in ("step", "fid", "kid") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise SystemExit(f"plot_learning_curve: {path}:{i}: no {', '.join(missing)} in this row")
         rows[int(row["step"])] = row
     return [rows[k] for k in sorted(rows)]
 
@@ -50,10 +53,9 @@ def main(argv=None) -> int:
         p.error("give --run NAME=DIR or --glob PATTERN")
     curves = {name: read_curve(Path(d)) for name, d in runs}
 
-    import matplotlib
+    from imagetext.bench.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, rows in curves.items():
@@ -65,9 +67,7 @@ def main(argv=None) -> int:
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(a.out, dpi=120)
+    save_figure(fig, a.out, dpi=120)
     if a.json:
         print(json.dumps({k: [{kk: r[kk] for kk in ("step", "images_seen", "fid", "kid") if kk in r} for r in v]
                           for k, v in curves.items()}, indent=1))

@@ -146,10 +146,9 @@ def to_markdown(rows: List[Dict[str, Any]]) -> str:
 
 def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
     """Each cell's test FID: one panel per world x feature set, baseline and `_scl` of a seed joined."""
-    import matplotlib
+    from imagetext.bench.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     a = arms(cells)
     worlds = sorted({w for w, _ in a}, key=lambda w: (w != "scenes", str(w)))
@@ -180,11 +179,7 @@ def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
                plt.Line2D([], [], color="C2", label="same seed, _scl lower"),
                plt.Line2D([], [], color="C3", label="same seed, _scl higher")]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110, rect=(0, 0.05, 1, 1))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
