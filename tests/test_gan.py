@@ -147,6 +147,28 @@ def test_contrast_term_gradient_reaches_only_the_generator():
     assert all(p.grad is None for p in task.text_encoder.parameters())
 
 
+@pytest.mark.parametrize("variant", ["attngan", "dmgan"])
+def test_contrast_on_all_stages_averages_the_term_and_reaches_the_coarse_stages_own_head(variant):
+    """``contrast.stages: all`` is the mean of the term over each stage's images; only then does the
+    coarse stage's own RGB head (which the final image never reads) get a gradient from it."""
+    config = str(REPO / f"configs/t2i/{variant}_tiny_scl.yaml")
+    grads = {}
+    for stages in ("final", "all"):
+        task, batch = _task(config, **{"contrast.stages": stages})
+        G = task.accelerator.unwrap_model(task.models["G"])
+        _, noise, cond, b = task.prepare_batch(batch)
+        fake = task.models["G"](noise, cond)
+        assert isinstance(fake, (list, tuple)) and len(fake) >= 2
+        loss = task.contrast_loss(fake, batch, b)["g_supcon_loss"]
+        per_stage = [task.contrast_loss(images, batch, b)["g_supcon_loss"] for images in fake]
+        want = sum(per_stage) / len(per_stage) if stages == "all" else per_stage[-1]
+        assert torch.allclose(loss, want)
+        loss.backward()
+        grads[stages] = [p.grad for p in G.to_rgb[0].parameters()]
+    assert all(g is None or g.abs().sum() == 0 for g in grads["final"])
+    assert any(g is not None and g.abs().sum() > 0 for g in grads["all"])
+
+
 def test_ema_follows_g_with_its_decay():
     task, batch = _task(**{"model.ema_decay": 0.5})
     before = _snapshot(task.ema)
@@ -233,6 +255,7 @@ def test_every_preset_loads(path):
     (["max_stpes=3"], ConfigError, "max_steps"),
     (["contrast.wieght=0.2"], ConfigError, "wieght"),
     (["contrast.weight=0.2", "contrast.branches=1"], ConfigError, "two branches"),
+    (["contrast.stages=first"], ConfigError, "first"),
     (["model.variant=nope"], UserError, "nope"),
     (["model.kwargs.nff=3"], ConfigError, "nff"),
     (["model.imsize=64"], ConfigError, "image_size"),

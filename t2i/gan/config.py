@@ -62,6 +62,9 @@ class ContrastSection:
     branches: int = 1  # 2: two captions of each image through the same G with the same noise
     positives: Literal["any", "exact", "jaccard"] = "any"
     use_labels: bool = True  # False: the instance-level predecessor (only the other branch is a positive)
+    # which images of a coarse-to-fine generator (AttnGAN, DM-GAN) are contrasted: "final" (the paper's
+    # choice) or "all" (the mean of the term over every stage); one-stage variants have one image either way
+    stages: Literal["final", "all"] = "final"
 
 
 @dataclass

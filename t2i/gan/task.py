@@ -174,7 +174,7 @@ class GanTask(TrainTask):
             with acc.no_sync(D):
                 g_out = self.variant.g_losses(D, fake, cond)
                 if self.supcon is not None:
-                    g_out.update(self.contrast_loss(final_image(fake), batch, b))
+                    g_out.update(self.contrast_loss(fake, batch, b))
                 acc.backward(sum(t for k, t in g_out.items() if k.endswith("_loss")))
         finally:
             for p in d_params:
@@ -191,16 +191,23 @@ class GanTask(TrainTask):
         self.update_ema(step)
         return {**d_out, **g_out}
 
-    def contrast_loss(self, fake: torch.Tensor, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
-        """SupCon between the image encoder's embeddings of branch 1's and branch 2's fakes (global batch)."""
+    def contrast_loss(self, fake: Any, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
+        """SupCon between the image encoder's embeddings of branch 1's and branch 2's fakes (global batch).
+
+        ``fake`` is the generator's output: one image tensor, or a coarse-to-fine list of which the
+        final image is contrasted (``contrast.stages: final``) or every stage, averaged (``all``)."""
         c = self.cfg.contrast
-        emb = self.image_encoder(resize_for_encoder(fake, self.encoder_size)).global_.float()
+        stages = list(fake) if c.stages == "all" and isinstance(fake, (list, tuple)) else [final_image(fake)]
         labels = self._labels(batch).to(self.device) if c.use_labels else batch["index"].to(self.device)
         ids = batch["index"].to(self.device)
-        e1, e2 = gather_with_grad(emb[:b]), gather_with_grad(emb[b:])
         g_lab, g_ids = gather_with_grad(labels), gather_with_grad(ids)
-        loss = self.supcon(torch.cat([e1, e2]), torch.cat([g_lab, g_lab]), ids=torch.cat([g_ids, g_ids]))["supcon_loss"]
-        return {"g_supcon_loss": c.weight * loss}
+        loss = 0.0
+        for images in stages:
+            emb = self.image_encoder(resize_for_encoder(images, self.encoder_size)).global_.float()
+            e1, e2 = gather_with_grad(emb[:b]), gather_with_grad(emb[b:])
+            loss = loss + self.supcon(torch.cat([e1, e2]), torch.cat([g_lab, g_lab]),
+                                      ids=torch.cat([g_ids, g_ids]))["supcon_loss"]
+        return {"g_supcon_loss": c.weight * loss / len(stages)}
 
     # -- state, samples, validation ----------------------------------------------------------
 
