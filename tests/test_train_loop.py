@@ -234,6 +234,24 @@ def test_output_dir_of_another_run_is_refused(tmp_path):
         _run(tmp_path / "junk", max_steps=1)
 
 
+def test_a_run_saved_before_a_config_key_existed_resumes_when_the_key_is_at_its_default(tmp_path):
+    """A key the project added later is absent from an older run's config.yaml: at its default it is
+    no difference (the old run behaved so); set to anything else, it is one, named as absent there."""
+    import yaml
+
+    out = tmp_path / "r"
+    _run(out, max_steps=2, checkpoint_every=2)
+    for path in [out / "config.yaml", *out.glob("checkpoints/checkpoint-*/config.yaml")]:
+        saved = yaml.safe_load(path.read_text())
+        del saved["best_mode"], saved["grad_clip"]  # as if written before these keys existed
+        path.write_text(yaml.safe_dump(saved))
+    with pytest.raises(UserError, match=r"grad_clip \(here 1.0, there '<absent>'\)"):
+        _run(out, max_steps=4, resume="latest", grad_clip=1.0)
+    _, trainer, _ = _run(out, max_steps=4, resume="latest")
+    assert trainer.resume_from is not None and trainer.resume_from.name == "checkpoint-2"
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
+
+
 def test_config_typo_and_bad_values(tmp_path):
     yaml_file = tmp_path / "t.yaml"
     yaml_file.write_text(f"output_dir: {tmp_path / 'o'}\nmax_steps: 3\n")

@@ -93,12 +93,19 @@ def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def config_differences(mine: Dict[str, Any], theirs: Dict[str, Any], limit: int = 4) -> List[str]:
-    """Human-readable ``key (here X, there Y)`` lines for flattened keys that differ."""
+def config_differences(mine: Dict[str, Any], theirs: Dict[str, Any], limit: int = 4,
+                       defaults: Optional[Dict[str, Any]] = None) -> List[str]:
+    """Human-readable ``key (here X, there Y)`` lines for flattened keys that differ.
+
+    With ``defaults`` (the config class's defaults, same layout as ``mine``), a key that ``theirs``
+    lacks while ``mine`` holds its default is no difference: it is a key added to the project after
+    that run was written, and the run behaved as the default says, so it may still be resumed."""
     a, b = _flatten(mine), _flatten(theirs)
+    d = _flatten(defaults) if defaults is not None else {}
     missing = object()
     diffs = [f"{k} (here {a.get(k, '<absent>')!r}, there {b.get(k, '<absent>')!r})"
-             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)
+             and not (k not in b and k in d and a.get(k, missing) == d[k])]
     return diffs[:limit] + ([f"... {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 

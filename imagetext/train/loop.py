@@ -82,6 +82,22 @@ def _find_path(root: Any, target: Any, path: Tuple[str, ...] = ()) -> Optional[T
     return None
 
 
+def _defaults_of(cfg: Any) -> Dict[str, Any]:
+    """The declared defaults of a config dataclass's fields, nested sections included, as a plain
+    dict (fields without a default, like ``output_dir``, are left out): they tell which keys an
+    older run's config.yaml lacks only because the project added them later."""
+    out: Dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = to_dict(value)
+    return out
+
+
 def _batch_ids(batch: Any) -> Optional[List[Any]]:
     if isinstance(batch, dict):
         for key in ("ids", "index"):
@@ -150,6 +166,7 @@ class Trainer:
         self.train_path = train_path or ()
         self.volatile_extra = tuple(getattr(run_config, "VOLATILE_EXTRA", ()))
         self.identity = ckpt.identity(self.run_dict, self.train_path, self.volatile_extra)
+        self.defaults = _defaults_of(run_config)
         self.resume_from = self._resolve_resume()  # every process checks, so all fail alike
         acc.wait_for_everyone()
 
@@ -200,7 +217,8 @@ class Trainer:
     def _check_same_run(self, theirs: Optional[Dict[str, Any]], what: str, kind: str) -> None:
         if theirs is None:
             raise UserError(f"{what}: its config.yaml is missing or unreadable; cannot tell which run it is")
-        diffs = ckpt.config_differences(self.identity, ckpt.identity(theirs, self.train_path, self.volatile_extra))
+        diffs = ckpt.config_differences(self.identity, ckpt.identity(theirs, self.train_path, self.volatile_extra),
+                                        defaults=self.defaults)
         if diffs:
             raise UserError(f"{what}: holds another {kind} (config differs in {'; '.join(diffs)}); "
                             "choose a new output_dir or the matching config (nothing was overwritten)")
