@@ -113,6 +113,25 @@ def test_run_records_provenance_then_skips_then_force(tmp_path, capsys):
     assert {cell_status(c, paths2) for c in m2} == {"stale"}
 
 
+def test_order_by_seed_runs_every_specs_seed_before_the_next(tmp_path, capsys):
+    path = write_matrix(tmp_path, variants=("a",), seeds=(0, 1))
+    data = yaml.safe_load(path.read_text())
+    data["cells"].append({**data["cells"][0], "name": "post"})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    m, paths = load(path)
+    assert [c.id for c in m] == ["pre-a-seed0", "pre-a-seed1", "post-a-seed0", "post-a-seed1"]
+    s = run_matrix(m, paths, dry_run=True, order_by=["seed"])
+    assert [o.cell_id for o in s.outcomes] == ["pre-a-seed0", "post-a-seed0", "pre-a-seed1", "post-a-seed1"]
+    s = run_matrix(m, paths, order_by=["seed"], max_cells=2)  # max_cells counts after the ordering
+    assert [o.cell_id for o in s.outcomes if o.status == "done"] == ["pre-a-seed0", "post-a-seed0"]
+    with pytest.raises(UserError, match=r"--order-by 'sed'.*known: seed, steps, variant"):
+        run_matrix(m, paths, order_by=["sed"])
+    capsys.readouterr()
+    assert main(["run", str(path), "--order-by", "seed", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("[1/2] pre-a-seed1") < out.index("[2/2] post-a-seed1")
+
+
 def test_failing_cell_recorded_as_failed_and_runner_continues(tmp_path, capsys):
     m, paths = load(write_matrix(tmp_path, variants=("bad", "a"), seeds=(0,)))
     s = run_matrix(m, paths)

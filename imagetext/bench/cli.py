@@ -66,6 +66,9 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N",
                    help="run N cells at once (default 1); a cell waits for the cells its spec `needs`. Each "
                         "command gets OMP_NUM_THREADS = cores / N unless set; e.g. 8 small cells sharing one GPU")
+    p.add_argument("--order-by", metavar="KEY[,KEY]", type=lambda t: [k for k in t.split(",") if k],
+                   default=[], help="run the pending cells sorted by these params (stable), e.g. 'seed': every "
+                                    "spec's seed 0 before any seed 1, so a partial run completes whole comparisons")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.set_defaults(func=cmd_run)
 
@@ -114,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     matrix, paths = _load(args)
     summary = run_matrix(matrix, paths, only=args.only, force=args.force, max_cells=args.max_cells,
-                         dry_run=args.dry_run, timeout_s=args.timeout, jobs=args.jobs)
+                         dry_run=args.dry_run, timeout_s=args.timeout, jobs=args.jobs, order_by=args.order_by)
     return 0 if summary.ok else 1
 
 

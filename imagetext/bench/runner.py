@@ -318,10 +318,24 @@ def select_cells(matrix: Matrix, only: Sequence[str] = ()) -> List[Cell]:
     return [c for c in matrix.cells if any(fnmatch.fnmatchcase(c.id, p) for p in only)]
 
 
+def order_cells(cells: Sequence[Cell], keys: Sequence[str], matrix_name: str = "matrix") -> List[Cell]:
+    """``cells`` stably sorted by the values of the param ``keys`` (cells lacking a key go last)."""
+    for key in keys:
+        if not any(key in c.params for c in cells):
+            known = sorted({k for c in cells for k in c.params})
+            raise UserError(f"--order-by {key!r}: no cell of {matrix_name} has that param; known: {', '.join(known)}")
+
+    def rank(c: Cell) -> tuple:
+        # (missing, type, value): values of one key may mix types across specs (2 vs "2")
+        return tuple((0, type(c.params[k]).__name__, c.params[k]) if k in c.params else (1, "", 0) for k in keys)
+
+    return sorted(cells, key=rank)
+
+
 def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force: Sequence[str] = (),
                max_cells: Optional[int] = None, dry_run: bool = False, timeout_s: Optional[float] = None,
                cwd: Optional[Path] = None, python: str = sys.executable,
-               log: Optional[TextIO] = None, jobs: int = 1) -> RunSummary:
+               log: Optional[TextIO] = None, jobs: int = 1, order_by: Sequence[str] = ()) -> RunSummary:
     """Run the pending cells of ``matrix`` in order, ``jobs`` at a time.
 
     Args:
@@ -334,6 +348,9 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
             this run or in it); one whose needs failed, or are neither done nor selected, fails
             without running. With ``jobs > 1`` each command gets ``OMP_NUM_THREADS`` = cores /
             jobs unless the environment sets it, and its record says how many cells shared the machine.
+        order_by: param keys (e.g. ``seed``) the pending cells are sorted by, stably, before ``max_cells``
+            and scheduling: ``["seed"]`` runs every spec's seed 0 before any seed 1, so a matrix filled
+            over several sessions completes whole comparisons first. A key no cell has is an error.
     Returns:
         A summary; failed cells are in it, never raised.
     """
@@ -354,6 +371,8 @@ def run_matrix(matrix: Matrix, paths: Paths, *, only: Sequence[str] = (), force:
             summary.outcomes.append(CellOutcome(c.id, "skipped", message="done"))
         else:
             todo.append(c)
+    if order_by:
+        todo = order_cells(todo, order_by, matrix.name)
     if max_cells is not None:
         todo = todo[:max_cells]
     n_skip = summary.count("skipped")
