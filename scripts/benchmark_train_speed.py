@@ -41,6 +41,9 @@ round-robin over ``--repeats``, each repeat timing ``--steps`` consecutive steps
                          the detached fakes); the loop's zero_grad before the step is included.
   ours-no-channels-last  ours with model.channels_last=false
   ours-no-fused-adam     ours with model.fused_adam=false (torch's default Adam implementation)
+  ours-unfolded-upconv   ours with the up-blocks' first 3x3 conv run on the nearest-x2 map (conv of the
+                         upsampled tensor) instead of folded into four 2x2 convs at the low resolution
+                         (t2i/gan/blocks.py upsample_conv3x3; the same maths)
   ours-bf16              ours with accelerate mixed_precision="bf16" (CPU: torch's bf16 autocast)
   ours-compile           ours with torch.compile'd G and D (added by --compile); when D cannot be
                          compiled (MA-GP's double backward: torch.compile's backward does not support
@@ -61,13 +64,14 @@ Adam moments (+ EMA) in float32.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import shlex
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -88,10 +92,12 @@ MODES: Dict[str, Dict[str, Any]] = {
     "ours": dict(kind="ours", channels_last=True, mixed_precision="no", fused_adam=True),
     "ours-no-channels-last": dict(kind="ours", channels_last=False, mixed_precision="no", fused_adam=True),
     "ours-no-fused-adam": dict(kind="ours", channels_last=True, mixed_precision="no", fused_adam=False),
+    "ours-unfolded-upconv": dict(kind="ours", channels_last=True, mixed_precision="no", fused_adam=True,
+                                 fold_upconv=False),
     "ours-bf16": dict(kind="ours", channels_last=True, mixed_precision="bf16", fused_adam=True),
     "ours-compile": dict(kind="ours", channels_last=True, mixed_precision="no", fused_adam=True, compile=True),
 }
-DEFAULT_MODES = "reference,ours,ours-no-channels-last,ours-no-fused-adam"
+DEFAULT_MODES = "reference,ours,ours-no-channels-last,ours-no-fused-adam,ours-unfolded-upconv"
 
 
 # ---------------------------------------------------------------------------- the modes
@@ -296,9 +302,16 @@ class OursStep:
                                         "skip conv)",
                          "d_trunk_calls_in_d_step": 2, "d_trunk_batch_in_d_step": args.batch,
                          "d_weight_grads_in_g_step": False, "ema": True,
-                         "compiled": self.compiled}
+                         "compiled": self.compiled,
+                         "upsample_conv": "folded (four 2x2 convs at the low resolution)" if spec.get(
+                             "fold_upconv", True) else "direct (3x3 conv of the nearest-x2 map)"}
+        self.fold_upconv = spec.get("fold_upconv", True)
 
     def step(self, real: torch.Tensor, sentence: torch.Tensor, i: int) -> None:
+        with _direct_upsample_conv(not self.fold_upconv):
+            self._step(real, sentence, i)
+
+    def _step(self, real: torch.Tensor, sentence: torch.Tensor, i: int) -> None:
         task = self.task
         for opt in task.optimizers.values():  # what the shared loop does before every manual-optimisation step
             opt.zero_grad(set_to_none=True)
@@ -311,6 +324,21 @@ class OursStep:
 
     def state_mb(self) -> float:
         return self._state_mb
+
+
+@contextlib.contextmanager
+def _direct_upsample_conv(on: bool) -> Iterator[None]:
+    """While ``on``, the library blocks compute ``conv(nearest_x2(x))`` directly (the ablation of the fold);
+    modes run interleaved, so the swap is per step."""
+    import t2i.gan.blocks as blocks
+
+    folded = blocks.upsample_conv3x3
+    if on:
+        blocks.upsample_conv3x3 = lambda x, conv: conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    try:
+        yield
+    finally:
+        blocks.upsample_conv3x3 = folded
 
 
 # ---------------------------------------------------------------------------- the measurement
@@ -580,6 +608,7 @@ def _table(res: Dict[str, Any]) -> str:
                      f"{s['precision']}, channels_last={s['channels_last']}, adam={s['adam']}, "
                      f"d_trunk_calls={s['d_trunk_calls_in_d_step']}, ema={s['ema']}"
                      + f", blocks={s['block_order'].split(' ')[0]}"
+                     + (f", upconv={s['upsample_conv'].split(' ')[0]}" if s.get("upsample_conv") else "")
                      + (f", compiled={s['compiled']}" if s.get("compiled") else ""))
     first = next(iter(res["modes"].values()), None)
     if first is not None:

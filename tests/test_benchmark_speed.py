@@ -15,7 +15,7 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
     mod = _load_script()
     out = tmp_path / "speed.json"
     res = mod.main(["--imsize", "16", "--nf", "4", "--noise-dim", "8", "--batch", "4", "--steps", "1",
-                    "--repeats", "1", "--warmup", "0", "--modes", "reference,ours,ours-no-fused-adam", "--gen-repeats", "2",
+                    "--repeats", "1", "--warmup", "0", "--modes", "reference,ours,ours-no-fused-adam,ours-unfolded-upconv", "--gen-repeats", "2",
                     "--device", "cpu", "--threads", "1", "--json", "--out", str(out)])
     printed = json.loads(capsys.readouterr().out)
     written = json.loads(out.read_text())
@@ -25,7 +25,7 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
         assert key in written
     assert written["machine"]["cpu_count"] >= 1 and written["machine"]["torch"]
     assert written["config"]["imsize"] == 16 and written["config"]["batch"] == 4
-    assert set(written["modes"]) == {"reference", "ours", "ours-no-fused-adam"}
+    assert set(written["modes"]) == {"reference", "ours", "ours-no-fused-adam", "ours-unfolded-upconv"}
     for mode, e in written["modes"].items():
         for k in ("img_per_s_median", "img_per_s_min", "img_per_s_max", "step_ms_median", "params_g", "params_d"):
             assert e[k] > 0, (mode, k)
@@ -44,6 +44,11 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
     assert ref["adam"].startswith("plain") and not ref["channels_last"] and ref["precision"] == "fp32"
     assert ours["adam"] == "fused" and ours["channels_last"]
     assert written["modes"]["ours-no-fused-adam"]["settings"]["adam"].startswith("plain")
+    assert ours["upsample_conv"].startswith("folded")
+    assert written["modes"]["ours-unfolded-upconv"]["settings"]["upsample_conv"].startswith("direct")
+    import t2i.gan.blocks as blocks  # the ablation's swap is undone after each of its steps
+
+    assert blocks.upsample_conv3x3.__name__ == "upsample_conv3x3"
     # the published and the library block order compute the same function (same weights, fp32)
     eq = written["reference_equivalence"]
     for k in ("g_images_max_abs_diff", "d_logits_max_abs_diff", "d_mismatched_logits_max_abs_diff"):

@@ -51,6 +51,7 @@ from torch import nn
 from imagetext.losses.damsm import DamsmLoss
 from imagetext.registry import GANS
 
+from .blocks import upsample_conv3x3
 from .variant import Condition, GANVariant, resize_for_encoder
 
 # ------------------------------------------------------------------------------- helpers
@@ -131,7 +132,7 @@ class UpBlock(nn.Module):
         self.bn = nn.BatchNorm2d(2 * cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.glu(self.bn(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))), dim=1)
+        return F.glu(self.bn(upsample_conv3x3(x, self.conv)), dim=1)  # = conv(nearest_x2(x)), at low resolution
 
 
 class ResBlock(nn.Module):

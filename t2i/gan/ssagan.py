@@ -37,7 +37,7 @@ from torch import nn
 from imagetext.losses.damsm import DamsmLoss
 from imagetext.registry import GANS
 
-from .blocks import ConditionalAffine, ToRGB, generator_channels
+from .blocks import ConditionalAffine, ToRGB, generator_channels, upsample_conv3x3
 from .dfgan import DFDiscriminator
 from .variant import Condition, GANVariant, resize_for_encoder
 
@@ -101,9 +101,12 @@ class SSAUpBlock(nn.Module):
         """(output, the block's mask at the output resolution)."""
         m = self.mask_head(x)
         h, s = self.fuse1(x, cond, m), self.skip(x)
-        if self.upsample:
-            h, s, m = (F.interpolate(t, scale_factor=2.0, mode="nearest") for t in (h, s, m))
-        return s + self.conv2(self.fuse2(self.conv1(h), cond, m)), m
+        if self.upsample:  # conv1 of the upsampled map runs at the low resolution (blocks.upsample_conv3x3)
+            s, m = (F.interpolate(t, scale_factor=2.0, mode="nearest") for t in (s, m))
+            h = upsample_conv3x3(h, self.conv1)
+        else:
+            h = self.conv1(h)
+        return s + self.conv2(self.fuse2(h, cond, m)), m
 
 
 class SSAGenerator(nn.Module):
