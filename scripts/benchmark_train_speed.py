@@ -42,8 +42,8 @@ round-robin over ``--repeats``, each repeat timing ``--steps`` consecutive steps
   ours-no-channels-last  ours with model.channels_last=false
   ours-no-fused-adam     ours with model.fused_adam=false (torch's default Adam implementation)
   ours-unfolded-upconv   ours with the up-blocks' first 3x3 conv run on the nearest-x2 map (conv of the
-                         upsampled tensor) instead of folded into four 2x2 convs at the low resolution
-                         (t2i/gan/blocks.py upsample_conv3x3; the same maths)
+                         upsampled tensor) instead of folded into one stride-2 transposed conv of the
+                         low-resolution map (t2i/gan/blocks.py upsample_conv3x3; the same maths)
   ours-bf16              ours with accelerate mixed_precision="bf16" (CPU: torch's bf16 autocast)
   ours-compile           ours with torch.compile'd G and D (added by --compile); when D cannot be
                          compiled (MA-GP's double backward: torch.compile's backward does not support
@@ -303,7 +303,7 @@ class OursStep:
                          "d_trunk_calls_in_d_step": 2, "d_trunk_batch_in_d_step": args.batch,
                          "d_weight_grads_in_g_step": False, "ema": True,
                          "compiled": self.compiled,
-                         "upsample_conv": "folded (four 2x2 convs at the low resolution)" if spec.get(
+                         "upsample_conv": "folded (one stride-2 transposed conv of the low-resolution map)" if spec.get(
                              "fold_upconv", True) else "direct (3x3 conv of the nearest-x2 map)"}
         self.fold_upconv = spec.get("fold_upconv", True)
 

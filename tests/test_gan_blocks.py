@@ -1,4 +1,4 @@
-"""t2i/gan/blocks.py: the nearest-x2 + 3x3 convolution folded to the low resolution equals the direct
+"""t2i/gan/blocks.py: the nearest-x2 + 3x3 convolution folded into a transposed one equals the direct
 computation (values and gradients), in both memory formats, and the blocks built on it keep their maths."""
 from __future__ import annotations
 

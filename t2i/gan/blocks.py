@@ -34,41 +34,29 @@ def _check_size(imsize: int) -> None:
         raise ValueError(f"image size must be a power of two >= 8, got {imsize}")
 
 
-def _fold_taps(k: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The two 2-tap kernels a 3-tap kernel (along ``dim``) becomes on a nearest-x2 input: even
-    outputs read (i-1, i) with (k0, k1 + k2), odd outputs (i, i+1) with (k0 + k1, k2)."""
-    k0, k1, k2 = k.unbind(dim)
-    return torch.stack([k0, k1 + k2], dim), torch.stack([k0 + k1, k2], dim)
+# Row r of this (4, 3) matrix lists which taps of a 3-tap kernel land on tap r of the 4-tap kernel of a
+# stride-2 transposed convolution that equals "nearest x2, then the 3-tap convolution" (see below).
+_NEAREST_X2_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(nearest_x2(x))`` for a 3x3, stride-1, padding-1 ``conv``, computed at the low resolution.
+    """``conv(nearest_x2(x))`` for a 3x3, stride-1, padding-1 ``conv``, computed from the low resolution.
 
-    A nearest-x2 image repeats each pixel in a 2x2 patch, so each of the four output phases
-    (even/odd row x even/odd column) is a 2x2 convolution of ``x`` with summed taps: 16 instead of
-    36 multiply-adds per output pixel and input channel, and no upsampled copy of ``x``. The kernels
-    are folded from ``conv.weight`` on every call, so gradients reach the 3x3 weight as usual; the
-    output equals the direct computation up to float rounding (tests/test_gan_blocks.py). The result
-    keeps ``x``'s memory format (channels_last in, channels_last out).
+    A nearest-x2 image repeats each pixel in a 2x2 patch, so an even output row reads input rows
+    (i-1, i) with taps (w0, w1 + w2) and an odd one rows (i, i+1) with (w0 + w1, w2); likewise for
+    columns. That is a transposed convolution with stride 2, padding 1 and the 4x4 kernel
+    ``A · w · Aᵀ``, A = ``_NEAREST_X2_TAPS``: 16 instead of 36 multiply-adds per output pixel and
+    input channel, and no upsampled copy of ``x``. The kernel is folded from ``conv.weight`` on every
+    call, so gradients reach the 3x3 weight as usual; the output equals the direct computation up to
+    float rounding (tests/test_gan_blocks.py) and keeps ``x``'s memory format.
     """
     w = conv.weight
     if w.shape[-2:] != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1) \
             or conv.groups != 1:
         raise ValueError("upsample_conv3x3 needs a plain 3x3 conv with stride 1 and padding 1")
-    out_c = w.shape[0]
-    kernels = [c for r in _fold_taps(w, 2) for c in _fold_taps(r, 3)]  # phases (row, col): 00, 01, 10, 11
-    bias = conv.bias.repeat(4) if conv.bias is not None else None
-    y = F.conv2d(x, torch.cat(kernels, 0), bias, 1, 1)  # (B, 4·O, H+1, W+1): phase p at its offset
-    b, _, h1, w1 = y.shape
-    h, wd = h1 - 1, w1 - 1
-    y = y.view(b, 4, out_c, h1, w1)
-    phases = [y[:, 0, :, :h, :wd], y[:, 1, :, :h, 1:], y[:, 2, :, 1:, :wd], y[:, 3, :, 1:, 1:]]
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        q = [t.permute(0, 2, 3, 1) for t in phases]  # (B, H, W, O)
-        t = torch.stack([torch.stack(q[:2], 3), torch.stack(q[2:], 3)], 2)  # (B, H, 2, W, 2, O)
-        return t.reshape(b, 2 * h, 2 * wd, out_c).permute(0, 3, 1, 2)
-    t = torch.stack([torch.stack(phases[:2], -1), torch.stack(phases[2:], -1)], 3)  # (B, O, H, 2, W, 2)
-    return t.reshape(b, out_c, 2 * h, 2 * wd)
+    a = _NEAREST_X2_TAPS.to(w)
+    kernel = torch.einsum("ar,oirc,bc->ioab", a, w, a)  # (in, out, 4, 4): conv_transpose2d's layout
+    return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
 
 
 class ConditionalAffine(nn.Module):
@@ -119,7 +107,7 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         # Nearest x2 commutes with the per-channel affine + LeakyReLU and with the 1x1 skip, so
         # both run at the low resolution (4x fewer pixels; the same output, bit for bit), and
-        # conv1 of the upsampled map is folded into four 2x2 convolutions at the low resolution.
+        # conv1 of the upsampled map is one stride-2 transposed convolution of the low-resolution map.
         h, s = self.fuse1(x, cond), self.skip(x)
         if self.upsample:
             s = F.interpolate(s, scale_factor=2.0, mode="nearest")
