@@ -54,3 +54,21 @@ def test_up_block_is_the_published_order_of_operations():
     up = F.interpolate(x, scale_factor=2.0, mode="nearest")
     want = block.skip(up) + block.conv2(block.fuse2(block.conv1(block.fuse1(up, c)), c))
     torch.testing.assert_close(block(x, c), want, rtol=1e-12, atol=1e-12)
+
+
+def test_generation_caches_the_folded_kernel_until_the_weight_changes():
+    """Without autograd the folded kernel is reused; an in-place update (an EMA step) refolds it."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, 1, 1).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        first = upsample_conv3x3(x, conv)
+        kernel = conv._nearest_x2_kernel[1]
+        assert upsample_conv3x3(x, conv) is not first and conv._nearest_x2_kernel[1] is kernel
+        conv.weight.mul_(2.0)  # in place, as the EMA's lerp_
+        torch.testing.assert_close(upsample_conv3x3(x, conv), _direct(x, conv), rtol=1e-12, atol=1e-12)
+        assert conv._nearest_x2_kernel[1] is not kernel
+    assert "_nearest_x2_kernel" not in conv.state_dict()
+    y = upsample_conv3x3(x, conv)  # with autograd: folded afresh, so the gradient reaches the weight
+    y.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0

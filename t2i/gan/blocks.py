@@ -34,9 +34,13 @@ def _check_size(imsize: int) -> None:
         raise ValueError(f"image size must be a power of two >= 8, got {imsize}")
 
 
-# Row r of this (4, 3) matrix lists which taps of a 3-tap kernel land on tap r of the 4-tap kernel of a
-# stride-2 transposed convolution that equals "nearest x2, then the 3-tap convolution" (see below).
-_NEAREST_X2_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+def _fold_nearest_x2(w: torch.Tensor) -> torch.Tensor:
+    """The (in, out, 4, 4) kernel of the stride-2 transposed convolution equal to "nearest x2, then the
+    3x3 convolution ``w``" (out, in, 3, 3): per axis, taps (w2, w1 + w2, w0 + w1, w0)."""
+    w0, w1, w2 = w.unbind(2)
+    rows = torch.stack([w2, w1 + w2, w0 + w1, w0], 2)
+    c0, c1, c2 = rows.unbind(3)
+    return torch.stack([c2, c1 + c2, c0 + c1, c0], 3).transpose(0, 1)
 
 
 def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -44,18 +48,27 @@ def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
     A nearest-x2 image repeats each pixel in a 2x2 patch, so an even output row reads input rows
     (i-1, i) with taps (w0, w1 + w2) and an odd one rows (i, i+1) with (w0 + w1, w2); likewise for
-    columns. That is a transposed convolution with stride 2, padding 1 and the 4x4 kernel
-    ``A · w · Aᵀ``, A = ``_NEAREST_X2_TAPS``: 16 instead of 36 multiply-adds per output pixel and
-    input channel, and no upsampled copy of ``x``. The kernel is folded from ``conv.weight`` on every
-    call, so gradients reach the 3x3 weight as usual; the output equals the direct computation up to
-    float rounding (tests/test_gan_blocks.py) and keeps ``x``'s memory format.
+    columns. That is a transposed convolution with stride 2, padding 1 and a 4x4 kernel folded from
+    the 3x3 one: 16 instead of 36 multiply-adds per output pixel and input channel, and no upsampled
+    copy of ``x``. The kernel is folded from ``conv.weight`` on every training call, so gradients
+    reach the 3x3 weight as usual; without autograd (generation) it is cached until the weight
+    changes in place (an EMA update bumps its version). The output equals the direct computation up
+    to float rounding (tests/test_gan_blocks.py) and keeps ``x``'s memory format.
     """
     w = conv.weight
     if w.shape[-2:] != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1) \
             or conv.groups != 1:
         raise ValueError("upsample_conv3x3 needs a plain 3x3 conv with stride 1 and padding 1")
-    a = _NEAREST_X2_TAPS.to(w)
-    kernel = torch.einsum("ar,oirc,bc->ioab", a, w, a)  # (in, out, 4, 4): conv_transpose2d's layout
+    if torch.is_grad_enabled() and w.requires_grad:
+        kernel = _fold_nearest_x2(w)
+    else:
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        cached = getattr(conv, "_nearest_x2_kernel", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, _fold_nearest_x2(w))
+            conv._nearest_x2_kernel = cached  # a plain attribute: not a buffer, never saved
+        kernel = cached[1]
     return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
 
 
