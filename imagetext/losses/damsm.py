@@ -105,7 +105,11 @@ def damsm_word_scores(regions: torch.Tensor, words: torch.Tensor, lengths: Optio
             s = s.masked_fill(~mc[:, None, :, None], float("-inf")).softmax(dim=2)  # over real words
             alpha = (gamma1 * s).softmax(dim=3)                              # over regions
             context = torch.einsum("bctl,cdl->bctd", alpha, v)
-            cos = (F.normalize(context, dim=3) * F.normalize(ec, dim=1).transpose(1, 2)[:, None]).sum(3)
+            # cos(c, e) = (c · ê) / |c|: a contraction and a norm over the (B_cap, B_img, T, D) context
+            # instead of normalising it elementwise (F.normalize's max(|x|, 1e-12) kept): the same
+            # value, without two full-size temporaries and their backward
+            dot = torch.einsum("bctd,bdt->bct", context, F.normalize(ec, dim=1))
+            cos = dot / torch.linalg.vector_norm(context, dim=3).clamp_min(1e-12)
             cos = cos.masked_fill(~mc[:, None, :], float("-inf"))
             r = torch.logsumexp(gamma2 * cos, dim=2)
             rows.append(r / gamma2 if lse_root else r)
