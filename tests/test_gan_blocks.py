@@ -72,3 +72,17 @@ def test_generation_caches_the_folded_kernel_until_the_weight_changes():
     y = upsample_conv3x3(x, conv)  # with autograd: folded afresh, so the gradient reaches the weight
     y.sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_inference_mode_models_and_calls_work_and_a_cached_kernel_serves_autograd_later():
+    x = torch.randn(2, 3, 4, 4)
+    with torch.inference_mode():  # a model built (loaded) under inference_mode: no version counter
+        conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
+        torch.testing.assert_close(upsample_conv3x3(x, conv), _direct(x, conv))
+    frozen = torch.nn.Conv2d(3, 4, 3, 1, 1).requires_grad_(False)
+    with torch.inference_mode():  # a normal model called under inference_mode caches its kernel
+        upsample_conv3x3(x, frozen)
+    assert not frozen._nearest_x2_kernel[1].is_inference()
+    z = torch.randn(2, 3, 4, 4, requires_grad=True)  # later: gradients wrt the input through the frozen conv
+    upsample_conv3x3(z, frozen).sum().backward()
+    torch.testing.assert_close(z.grad, torch.autograd.grad(_direct(z, frozen).sum(), z)[0])

@@ -59,13 +59,17 @@ def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     if w.shape[-2:] != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1) \
             or conv.groups != 1:
         raise ValueError("upsample_conv3x3 needs a plain 3x3 conv with stride 1 and padding 1")
-    if torch.is_grad_enabled() and w.requires_grad:
+    if (torch.is_grad_enabled() and w.requires_grad) or w.is_inference():
+        # training folds afresh (the gradient must reach w); inference tensors have no version
+        # counter to tell an in-place change, so they are not cached either
         kernel = _fold_nearest_x2(w)
     else:
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         cached = getattr(conv, "_nearest_x2_kernel", None)
         if cached is None or cached[0] != key:
-            with torch.no_grad():
+            # a normal tensor even when called under inference_mode, so a later call with autograd
+            # on (a frozen G, gradients wrt the noise) may save it for backward
+            with torch.inference_mode(False), torch.no_grad():
                 cached = (key, _fold_nearest_x2(w))
             conv._nearest_x2_kernel = cached  # a plain attribute: not a buffer, never saved
         kernel = cached[1]
