@@ -71,7 +71,7 @@ import shlex
 import statistics
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -308,7 +308,10 @@ class OursStep:
         self.fold_upconv = spec.get("fold_upconv", True)
 
     def step(self, real: torch.Tensor, sentence: torch.Tensor, i: int) -> None:
-        with _direct_upsample_conv(not self.fold_upconv):
+        from t2i.gan.blocks import direct_upsample_conv
+
+        # modes run interleaved, so the ablation's switch is per step
+        with contextlib.nullcontext() if self.fold_upconv else direct_upsample_conv():
             self._step(real, sentence, i)
 
     def _step(self, real: torch.Tensor, sentence: torch.Tensor, i: int) -> None:
@@ -324,21 +327,6 @@ class OursStep:
 
     def state_mb(self) -> float:
         return self._state_mb
-
-
-@contextlib.contextmanager
-def _direct_upsample_conv(on: bool) -> Iterator[None]:
-    """While ``on``, the library blocks compute ``conv(nearest_x2(x))`` directly (the ablation of the fold);
-    modes run interleaved, so the swap is per step."""
-    import t2i.gan.blocks as blocks
-
-    folded = blocks.upsample_conv3x3
-    if on:
-        blocks.upsample_conv3x3 = lambda x, conv: conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-    try:
-        yield
-    finally:
-        blocks.upsample_conv3x3 = folded
 
 
 # ---------------------------------------------------------------------------- the measurement

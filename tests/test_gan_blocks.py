@@ -86,3 +86,20 @@ def test_inference_mode_models_and_calls_work_and_a_cached_kernel_serves_autogra
     z = torch.randn(2, 3, 4, 4, requires_grad=True)  # later: gradients wrt the input through the frozen conv
     upsample_conv3x3(z, frozen).sum().backward()
     torch.testing.assert_close(z.grad, torch.autograd.grad(_direct(z, frozen).sum(), z)[0])
+
+
+def test_direct_upsample_conv_switches_every_caller_and_restores_the_fold():
+    """The benchmark's ablation switch: inside it no kernel is folded (or cached); after it, even on an
+    exception, the fold is back."""
+    from t2i.gan import blocks
+
+    conv = torch.nn.Conv2d(3, 4, 3, 1, 1)
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad(), blocks.direct_upsample_conv():
+        torch.testing.assert_close(upsample_conv3x3(x, conv), _direct(x, conv), rtol=0, atol=0)
+    assert not hasattr(conv, "_nearest_x2_kernel")
+    with pytest.raises(RuntimeError), blocks.direct_upsample_conv():
+        raise RuntimeError("a failing step")
+    with torch.no_grad():
+        upsample_conv3x3(x, conv)
+    assert hasattr(conv, "_nearest_x2_kernel")
