@@ -20,8 +20,10 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -107,6 +109,9 @@ class Demo:
         self.models = models
         self.browse_root = Path(browse_root or os.getcwd()).resolve()
         self.tmp = Path(tempfile.mkdtemp(prefix="t2i-demo-"))
+        # Gradio copies every returned file into its own cache, so the grids written here are
+        # scratch: removed when the demo goes away or the process exits.
+        weakref.finalize(self, shutil.rmtree, self.tmp, ignore_errors=True)
         self._n = 0
         self._lock = threading.Lock()
 

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,9 +53,24 @@ def browse_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(browse_root):
+def scratch(tmp_path_factory):
+    """This module's temporary folder, for the server and the client alike.
+
+    gradio_client downloads every output through an empty ``<tempdir>/<40 hex>`` folder that it never
+    removes (146 of them per run of this module), and the server keeps its cache under the temp dir:
+    both stay inside pytest's own tmp tree, which pytest prunes.
+    """
+    d = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(d))
+        yield d
+
+
+@pytest.fixture(scope="module")
+def server(browse_root, scratch):
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(scratch), "GRADIO_TEMP_DIR": str(scratch / "gradio")}
     proc = subprocess.Popen([sys.executable, "-m", "imagetext.cli", "demo", "--port", str(port), "--models", str(MODELS),
                              "--browse-root", str(browse_root)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
