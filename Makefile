@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test test-slow demo checkpoints clean
+.PHONY: install browser test test-slow demo checkpoints gpu-wheels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ demo: install
 # Retrain (resumably, through the benchmark runner) and repack app/checkpoints; hours on a CPU.
 checkpoints: install
 	$(PY) scripts/make_checkpoints.py
+
+# The packages the lent GPU machine lacks, as Python 3.12 wheels in .whl/ (git-ignored), for
+# scripts/gpu_session.sh (the versions this project is tested with here; see that script's header).
+GPU_WHEELS := diffusers==0.42.1 importlib_metadata==10.2.0 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4
+gpu-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	@ls -s .whl
 
 clean:
 	rm -rf $(VENV) build *.egg-info

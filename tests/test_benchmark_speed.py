@@ -15,7 +15,8 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
     mod = _load_script()
     out = tmp_path / "speed.json"
     res = mod.main(["--imsize", "16", "--nf", "4", "--noise-dim", "8", "--batch", "4", "--steps", "1",
-                    "--repeats", "1", "--warmup", "0", "--modes", "reference,ours,ours-no-fused-adam,ours-unfolded-upconv", "--gen-repeats", "2",
+                    "--repeats", "1", "--warmup", "0", "--modes", "reference,reference-bf16,ours,ours-no-fused-adam,ours-unfolded-upconv",
+                    "--gen-repeats", "2",
                     "--device", "cpu", "--threads", "1", "--json", "--out", str(out)])
     printed = json.loads(capsys.readouterr().out)
     written = json.loads(out.read_text())
@@ -25,7 +26,7 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
         assert key in written
     assert written["machine"]["cpu_count"] >= 1 and written["machine"]["torch"]
     assert written["config"]["imsize"] == 16 and written["config"]["batch"] == 4
-    assert set(written["modes"]) == {"reference", "ours", "ours-no-fused-adam", "ours-unfolded-upconv"}
+    assert set(written["modes"]) == {"reference", "reference-bf16", "ours", "ours-no-fused-adam", "ours-unfolded-upconv"}
     for mode, e in written["modes"].items():
         for k in ("img_per_s_median", "img_per_s_min", "img_per_s_max", "step_ms_median", "params_g", "params_d"):
             assert e[k] > 0, (mode, k)
@@ -36,6 +37,11 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
     assert written["modes"]["reference"]["params_d"] == written["modes"]["ours"]["params_d"]
     assert written["speedup_vs_reference"]["reference"] == 1.0
     assert written["speedup_vs_reference"]["ours"] > 0
+    # the target's denominator: the faster of the two reference precisions, by median img/s
+    best = written["reference_best"]
+    assert best == max(("reference", "reference-bf16"), key=lambda m: written["modes"][m]["img_per_s_median"])
+    assert written["speedup_vs_reference_best"][best] == 1.0
+    assert written["modes"]["reference-bf16"]["settings"]["precision"] == "bf16 autocast"
     for name in ("ours_ema", "reference_g"):
         gen = written["generation"][name]
         assert gen["batch1_ms_median"] > 0 and gen["batch64_img_per_s_median"] > 0

@@ -36,6 +36,25 @@ def test_folded_upsample_conv_equals_conv_of_the_upsampled_map(channels_last, bi
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none; scripts/gpu_session.sh)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_folded_upsample_conv_on_cuda(dtype):
+    """cuDNN's transposed convolution (TF32 off) and under bf16 autocast: the fold within the dtype's rounding."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 32, 3, 1, 1).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 32, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
+            want, got = _direct(x, conv), upsample_conv3x3(x, conv)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    assert got.dtype == want.dtype == dtype
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype is torch.float32 else dict(rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(got.float(), want.float(), **tol)
+
+
 def test_only_a_plain_3x3_same_padding_conv_is_folded():
     x = torch.randn(1, 2, 4, 4)
     for conv in (torch.nn.Conv2d(2, 3, 1), torch.nn.Conv2d(2, 3, 3, 2, 1), torch.nn.Conv2d(2, 3, 3, 1, 0),

@@ -53,6 +53,8 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
     out = {**runner_machine_info(), "cpu": cpu_name, "torch_threads": torch.get_num_threads(),
            "torch": torch.__version__, "accelerate": accelerate.__version__, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name}
+    if device.type == "cuda":  # what "fp32" means there
+        out["tf32"] = {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
     with contextlib.suppress(Exception):
         out["load_average_at_start"] = list(os.getloadavg())
     return out
