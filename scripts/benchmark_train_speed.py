@@ -121,7 +121,8 @@ class ReferenceStep:
         self.G.train()
         self.D.train()
         self.generator_for_sampling = self.G
-        self.settings = {"precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": False, "adam": "plain (default implementation)",
+        self.settings = {"precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": False,
+                         "adam": "plain (default implementation)",
                          "block_order": "published (UpBlock: upsample, then fuse1 and skip at the high resolution; "
                                         "DownBlock: skip conv, then pool)",
                          "d_trunk_calls_in_d_step": 2, "d_trunk_batch_in_d_step": self.batch,
