@@ -16,6 +16,17 @@ the machine's load touches every config alike.
 ``key=value`` overrides apply to every config, ``NAME:key=value`` to that one (e.g.
 ``galip_scenes:encoders.path=runs/bench/pretrain/scenes_clip-plain-seed0/run``).
 
+``--ablations A[,B]`` adds, for every config a switch applies to, a twin ``NAME+A`` built the same way
+(same seed, same weights) whose steps run with that optimisation switched off (the same maths):
+
+  unfolded-upconv   the up-blocks' first 3x3 conv on the nearest-x2 map instead of the folded
+                    stride-2 transposed conv (``t2i.gan.blocks.direct_upsample_conv``; every variant)
+  direct-tower      GALIP's G step runs D's pass through the frozen tower and the CLIP term's tower
+                    forward apart instead of sharing one pass (``t2i.gan.galip.direct_tower_passes``)
+  separate-encodings  the G step of a DAMSM variant's ``_scl`` arm encodes the fakes twice, for the
+                    DAMSM term and for the SupCon term, instead of once for both
+                    (``t2i.gan.variant.separate_image_encodings``; SSA-GAN, AttnGAN, DM-GAN)
+
 Reports per config: images through G per second (batch x branches per step; wall clock median
 [min..max] and by process CPU time), step ms, parameter counts (trainable G and D; frozen towers
 apart), the transient memory of one step, and generation through ``GanTask.generate`` (text encoding
@@ -30,11 +41,27 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import torch
 
 from imagetext.bench.speed import count_params, machine_info, peak_memory, run_and_report, stats, sync
+
+def _ablations() -> Dict[str, Tuple[Callable[[Any], bool], Callable[[], ContextManager[None]]]]:
+    """name -> (applies to this GanConfig?, the context that switches the optimisation off)."""
+    from t2i.gan.blocks import direct_upsample_conv
+    from t2i.gan.galip import direct_tower_passes
+    from t2i.gan.variant import separate_image_encodings
+
+    def damsm_scl(cfg: Any) -> bool:
+        return cfg.contrast.weight > 0 and cfg.model.variant in ("ssagan", "attngan", "dmgan") and \
+            cfg.model.kwargs.get("damsm_weight", 1.0) != 0
+
+    return {"unfolded-upconv": (lambda cfg: True, direct_upsample_conv),
+            "direct-tower": (lambda cfg: cfg.model.variant == "galip", direct_tower_passes),
+            "separate-encodings": (damsm_scl, separate_image_encodings)}
+
 
 NOTE = ("Timed: GanTask.training_step (text encoding of the batch's captions, G forward, D step, G step with "
         "the variant's terms, optimiser steps, EMA). Not timed: data loading (one real batch, reused).")
@@ -63,7 +90,8 @@ def _overrides_for(name: str, overrides: List[str]) -> List[str]:
 class Runner:
     """One config: its GanTask on accelerate-prepared models, and one real batch."""
 
-    def __init__(self, name: str, overrides: List[str], device: torch.device, seed: int) -> None:
+    def __init__(self, name: str, overrides: List[str], device: torch.device, seed: int,
+                 context: Optional[Callable[[], ContextManager[None]]] = None) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
@@ -76,7 +104,7 @@ class Runner:
         from t2i.gan.run import encoder_image_size, load_encoders
         from t2i.gan.task import GanTask
 
-        self.name = name
+        self.name, self.context = name, context or nullcontext
         cfg = load_config(GanConfig, _config_path(name), overrides)
         self.cfg = cfg
         train_split, _ = load_splits(cfg.data, "test")
@@ -103,11 +131,12 @@ class Runner:
         self.step_i = 0
 
     def steps(self, n: int) -> None:
-        for _ in range(n):
-            for opt in self.task.optimizers.values():  # what the shared loop does before a manual step
-                opt.zero_grad(set_to_none=True)
-            self.task.training_step(self.batch, self.step_i)
-            self.step_i += 1
+        with self.context():
+            for _ in range(n):
+                for opt in self.task.optimizers.values():  # what the shared loop does before a manual step
+                    opt.zero_grad(set_to_none=True)
+                self.task.training_step(self.batch, self.step_i)
+                self.step_i += 1
 
     def timed(self, n: int) -> Tuple[float, float]:
         """(wall, process CPU) seconds per step over ``n`` steps."""
@@ -120,6 +149,10 @@ class Runner:
     def generation(self, repeats: int) -> Dict[str, Any]:
         captions = list(self.batch["caption"])
         prompts64 = [captions[i % len(captions)] for i in range(64)]
+        with self.context():
+            return self._generation(captions, prompts64, repeats)
+
+    def _generation(self, captions: List[str], prompts64: List[str], repeats: int) -> Dict[str, Any]:
         self.task.generate(captions[:1], seed=0)  # warm-up
         lat, thr = [], []
         for r in range(repeats):
@@ -153,20 +186,35 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         names = [x for n in names for x in (n, f"{n}_scl")]
     if not names:
         raise SystemExit("benchmark_gan_variants: --configs names no config")
+    known = _ablations()
+    ablations = [a.strip() for a in args.ablations.split(",") if a.strip()]
+    unknown = [a for a in ablations if a not in known]
+    if unknown:
+        raise SystemExit(f"benchmark_gan_variants: unknown ablation(s) {unknown}; known: {', '.join(known)}")
     machine = machine_info(device)
     runners: Dict[str, Runner] = {}
     setup_s: Dict[str, float] = {}
+    ablation_of: Dict[str, Tuple[str, str]] = {}
     for n in names:
-        t0 = time.perf_counter()
-        try:
-            r = Runner(n, _overrides_for(n, args.overrides), device, args.seed)
-        except UserError as e:
-            raise SystemExit(f"benchmark_gan_variants: {n}: {e}") from None
-        r.steps(args.warmup)
-        runners[n] = r
-        setup_s[n] = time.perf_counter() - t0
-        if args.verbose:
-            print(f"  built {n} (+{args.warmup} warm-up steps) in {setup_s[n]:.1f}s", file=sys.stderr)
+        builds: List[Tuple[str, Optional[Callable[[], ContextManager[None]]]]] = [(n, None)]
+        for a in ablations:
+            builds.append((f"{n}+{a}", known[a][1]))
+        for label, context in builds:
+            t0 = time.perf_counter()
+            try:
+                r = Runner(n, _overrides_for(n, args.overrides), device, args.seed, context)
+            except UserError as e:
+                raise SystemExit(f"benchmark_gan_variants: {n}: {e}") from None
+            if context is not None and not known[label.split("+", 1)[1]][0](r.cfg):
+                continue  # the switch does not touch this variant
+            r.steps(args.warmup)
+            runners[label] = r
+            setup_s[label] = time.perf_counter() - t0
+            if context is not None:
+                ablation_of[label] = (n, label.split("+", 1)[1])
+            if args.verbose:
+                print(f"  built {label} (+{args.warmup} warm-up steps) in {setup_s[label]:.1f}s", file=sys.stderr)
+    names = list(runners)
     wall: Dict[str, List[float]] = {n: [] for n in names}
     cpu: Dict[str, List[float]] = {n: [] for n in names}
     for rep in range(args.repeats):
@@ -194,13 +242,20 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "params_g": r.params["G"], "params_d": r.params["D"], "params_frozen": r.params["frozen"],
             "setup_s": setup_s[n],
         }
+        if n in ablation_of:  # the optimisation's gain: this twin's CPU time over its config's
+            base, a = ablation_of[n]
+            entry["ablation"] = {"of": base, "switched_off": a,
+                                 "speedup_cpu_time_of_the_optimisation": statistics.median(cpu[n]) /
+                                 statistics.median(cpu[base]),
+                                 "speedup_paired_wall_median": statistics.median(
+                                     [t / tb for t, tb in zip(wall[n], wall[base])])}
         if not args.no_mem:
             entry.update(peak_memory(lambda r=r: r.steps(1), device, "1 step after the timing"))
         entry["generation"] = r.generation(args.gen_repeats)
         out[n] = entry
     return {
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
-        "config": {"configs": names, "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
+        "config": {"configs": names, "ablations": ablations, "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
                    "threads": torch.get_num_threads(), "device": str(device), "seed": args.seed,
                    "overrides": args.overrides},
         "variants": out,
@@ -213,15 +268,20 @@ def _table(res: Dict[str, Any]) -> str:
     c, mach = res["config"], res["machine"]
     lines = [f"{mach['device_name']} ({c['threads']} torch threads, torch {mach['torch']}); "
              f"{c['repeats']} repeats x {c['steps']} steps",
-             f"{'config':24s} {'img/s':>7s} {'[min..max]':>15s} {'step ms':>8s} {'img/cpu-s':>9s} "
+             f"{'config':38s} {'img/s':>7s} {'[min..max]':>15s} {'step ms':>8s} {'img/cpu-s':>9s} "
              f"{'G params':>10s} {'D params':>10s} {'peak MB':>8s} {'gen b1 ms':>9s} {'gen b64/s':>9s}"]
     for n, e in res["variants"].items():
         g = e["generation"]
         mem = f"{e['peak_mem_mb']:.0f}" if "peak_mem_mb" in e else "-"
-        lines.append(f"{n:24s} {e['img_per_s_median']:7.1f} [{e['img_per_s_min']:6.1f}..{e['img_per_s_max']:6.1f}] "
+        lines.append(f"{n:38s} {e['img_per_s_median']:7.1f} [{e['img_per_s_min']:6.1f}..{e['img_per_s_max']:6.1f}] "
                      f"{e['step_ms_median']:8.0f} {e['img_per_cpu_s_median']:9.1f} {e['params_g']:10,d} "
                      f"{e['params_d']:10,d} {mem:>8s} {g['batch1_ms_median']:9.1f} "
                      f"{g['batch64_img_per_s_median']:9.0f}")
+    for n, e in res["variants"].items():
+        if "ablation" in e:
+            a = e["ablation"]
+            lines.append(f"{a['of']}: {a['switched_off']} off costs {a['speedup_cpu_time_of_the_optimisation']:.2f}x "
+                         f"CPU time (paired wall {a['speedup_paired_wall_median']:.2f}x)")
     lines.append(res["note"])
     lines.append(res["command"])
     return "\n".join(lines)
@@ -232,6 +292,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", required=True, help="comma-separated config names (configs/t2i/NAME.yaml) or paths")
     p.add_argument("--scl", action="store_true", help="also each config's _scl twin")
+    p.add_argument("--ablations", default="", metavar="A[,B]",
+                   help="also each config with an optimisation switched off, where it applies: "
+                        "unfolded-upconv, direct-tower, separate-encodings (see above)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per round and config")
     p.add_argument("--repeats", type=int, default=3, help="rounds (configs interleaved)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per config before the first round")

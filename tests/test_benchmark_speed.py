@@ -123,3 +123,31 @@ def test_benchmark_gan_variants_bad_config_is_one_line():
     with pytest.raises(SystemExit) as e:
         mod.main(["--configs", "no_such_variant", "--steps", "1", "--repeats", "1"])
     assert "no_such_variant" in str(e.value) and "not found" in str(e.value)
+
+
+def test_benchmark_gan_variants_ablation_twins(capsys):
+    """--ablations adds a NAME+A twin where the switch applies (direct-tower: GALIP only), with its cost."""
+    import pytest
+
+    mod = load_script("benchmark_gan_variants")
+    res = mod.main(["--configs", "dfgan_tiny,galip_tiny,ssagan_tiny_scl", "--ablations",
+                    "direct-tower,unfolded-upconv,separate-encodings", "--steps", "1", "--repeats", "1", "--warmup",
+                    "0", "--gen-repeats", "1", "--device", "cpu", "--threads", "1", "--no-mem", "--json"])
+    v = res["variants"]
+    assert list(v) == ["dfgan_tiny", "dfgan_tiny+unfolded-upconv", "galip_tiny", "galip_tiny+direct-tower",
+                       "galip_tiny+unfolded-upconv", "ssagan_tiny_scl", "ssagan_tiny_scl+unfolded-upconv",
+                       "ssagan_tiny_scl+separate-encodings"]
+    a = v["galip_tiny+direct-tower"]["ablation"]
+    assert a["of"] == "galip_tiny" and a["switched_off"] == "direct-tower"
+    assert a["speedup_cpu_time_of_the_optimisation"] > 0 and "ablation" not in v["galip_tiny"]
+    assert v["galip_tiny+direct-tower"]["params_g"] == v["galip_tiny"]["params_g"]  # the same model
+    import t2i.gan.blocks as blocks
+    import t2i.gan.galip as galip
+
+    import t2i.gan.variant as variant
+
+    # every switch is back on afterwards
+    assert blocks._FOLD_UPSAMPLE_CONV and galip._SHARE_TOWER_PASS and variant._SHARE_IMAGE_ENCODING
+    with pytest.raises(SystemExit, match="unknown ablation"):
+        mod.main(["--configs", "dfgan_tiny", "--ablations", "no-such", "--steps", "1", "--repeats", "1"])
+    capsys.readouterr()

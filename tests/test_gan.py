@@ -4,6 +4,7 @@ Parametrized over the registry: a new variant is tested by being registered (wit
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -145,6 +146,39 @@ def test_contrast_term_gradient_reaches_only_the_generator():
     assert all(p.grad is None for p in D.parameters())
     assert all(p.grad is None for p in task.image_encoder.parameters())
     assert all(p.grad is None for p in task.text_encoder.parameters())
+
+
+@pytest.mark.parametrize("variant", ["ssagan", "attngan", "dmgan"])
+def test_damsm_term_and_contrast_share_one_image_encoding_of_the_fakes(variant):
+    """In a G step of a DAMSM variant's _scl arm the frozen image encoder runs once on the fakes, for
+    both terms; losses and G's gradients equal those of two separate passes."""
+    from t2i.gan.variant import separate_image_encodings
+
+    task, batch = _task(str(REPO / f"configs/t2i/{variant}_tiny_scl.yaml"))
+    G = task.accelerator.unwrap_model(task.models["G"])
+    _, noise, _, b = task.prepare_batch(batch)
+    calls = []
+    hook = task.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    results = {}
+    for shared in (True, False):
+        calls.clear()
+        G.zero_grad(set_to_none=True)
+        _, _, cond, _ = task.prepare_batch(batch)  # a fresh Condition, as every training step has
+        with contextlib.nullcontext() if shared else separate_image_encodings():
+            fake = task.models["G"](noise, cond)
+            out = task.variant.g_losses(task.models["D"], fake, cond)
+            out.update(task.contrast_loss(fake, batch, b, cond))
+        n = len(calls)
+        sum(t for k, t in out.items() if k.endswith("_loss")).backward()
+        results[shared] = (n, {k: t.detach() for k, t in out.items()},
+                           [p.grad.clone() for p in G.parameters() if p.grad is not None])
+    hook.remove()
+    assert results[True][0] == 1 and results[False][0] == 2
+    assert any("damsm" in k for k in results[True][1])  # the DAMSM term is there to share with
+    for k, t in results[False][1].items():
+        torch.testing.assert_close(results[True][1][k], t, rtol=1e-5, atol=1e-6)
+    for x, y in zip(results[True][2], results[False][2]):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["attngan", "dmgan"])

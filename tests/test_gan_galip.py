@@ -1,6 +1,7 @@
 """GALIP: the CLIP bridge generator, the CLIP-feature discriminator, the shared frozen tower, the losses."""
 from __future__ import annotations
 
+import contextlib
 from typing import List
 
 import pytest
@@ -107,6 +108,43 @@ def test_clip_loss_is_the_cosine() -> None:
     torch.testing.assert_close(g["g_clip_loss"], want)
 
 
+@pytest.mark.parametrize("d_layers", [None, [0]], ids=["last-block", "early-block"])
+def test_g_step_shares_one_tower_pass_between_d_and_the_clip_term(d_layers) -> None:
+    from t2i.gan.galip import direct_tower_passes
+
+    m = _model(layers=3, d_layers=d_layers)
+    z, cond, _ = _batch(m)
+    calls = []
+    blocks = m.image_encoder.visual.transformer.resblocks
+    hooks = [blk.register_forward_hook(lambda *a: calls.append(1)) for blk in blocks]
+
+    def g_loss_and_grads(direct: bool):
+        m.generator.zero_grad(set_to_none=True)
+        fake = m.generator(z, cond)
+        calls.clear()
+        with direct_tower_passes() if direct else contextlib.nullcontext():
+            out = m.g_losses(m.discriminator, fake, cond)
+        n = len(calls)
+        (out["g_adv_loss"] + out["g_clip_loss"]).backward()
+        return out, {k: p.grad.clone() for k, p in _trainable(m.generator)}, n
+
+    shared, g_shared, n_shared = g_loss_and_grads(False)
+    direct, g_direct, n_direct = g_loss_and_grads(True)
+    for h in hooks:
+        h.remove()
+    # one pass through the 3 blocks, against D's blocks up to its last read one plus the tower's forward
+    assert n_shared == 3 and n_direct == m.discriminator.d_layers[-1] + 1 + 3
+    for k in ("g_adv_loss", "g_clip_loss", "g_clip_cos"):
+        torch.testing.assert_close(shared[k], direct[k], rtol=1e-5, atol=1e-6)
+    for k in g_direct:
+        torch.testing.assert_close(g_shared[k], g_direct[k], rtol=1e-4, atol=1e-6)
+    # D's own forward is unchanged by the embedding path
+    fake = m.generator(z, cond).detach()
+    logits, emb = m.discriminator(fake, cond.sentence, embed=True)
+    torch.testing.assert_close(logits, m.discriminator(fake, cond.sentence)[0])
+    torch.testing.assert_close(emb, m.image_encoder(fake).global_, rtol=1e-5, atol=1e-6)
+
+
 def test_discriminator_is_differentiable_in_the_images() -> None:
     # MA-GP differentiates D w.r.t. the real images, through the frozen tower
     m = _model()
@@ -161,11 +199,11 @@ def test_images_are_normalised_once(imsize: int) -> None:
         m.discriminator(real, cond.sentence)
         fake = m.generator(z, cond)
         assert len(seen) == 1  # D's pass; G's bridge starts from tokens, not pixels
-        m.g_losses(m.discriminator, fake, cond)  # D on the fakes, then the CLIP loss on the same fakes
+        m.g_losses(m.discriminator, fake, cond)  # D and the CLIP loss on the fakes: one tower pass for both
     finally:
         hook.remove()
-    assert len(seen) == 3
-    images = [real, fake.detach(), fake.detach()]
+    assert len(seen) == 2
+    images = [real, fake.detach()]
     for x, got in zip(images, seen):
         assert got.shape[-2:] == (16, 16)  # the tower's own size
         torch.testing.assert_close(got, m.image_encoder.normalise(x))

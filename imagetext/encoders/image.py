@@ -329,6 +329,18 @@ class OpenCLIPVisionEncoder(ImageEncoder):
             pooled = self.proj(pooled)
         return ImageFeatures(regions=regions, global_=pooled)
 
+    def embed_tokens(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The global embedding from the ViT's last-block tokens ``x`` (B, 1 + g*g, width): the rest of
+        :meth:`forward` after the transformer (open_clip's pooling and ``ln_post``, its projection, then
+        ours). For models that run the blocks themselves (GALIP's discriminator) and want the embedding
+        of the same pass; None where this open_clip has no ``_pool`` (then call :meth:`forward`)."""
+        if not self.is_vit or not hasattr(self.visual, "_pool"):
+            return None
+        pooled, _ = self.visual._pool(x)
+        if self.visual.proj is not None:
+            pooled = pooled @ self.visual.proj
+        return self.proj(pooled) if self.proj is not None else pooled
+
     @classmethod
     def _reload_kwargs(cls, args: Dict[str, Any], directory: Path) -> Dict[str, Any]:
         return {**args, "load_weights": False}

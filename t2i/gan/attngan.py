@@ -52,7 +52,7 @@ from imagetext.losses.damsm import DamsmLoss
 from imagetext.registry import GANS
 
 from .blocks import upsample_conv3x3
-from .variant import Condition, GANVariant, resize_for_encoder
+from .variant import Condition, GANVariant
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -342,7 +342,7 @@ def damsm_terms(damsm: DamsmLoss, weight: float, image: torch.Tensor, cond: Cond
     if cond.words is None:
         raise ValueError(f"{name}: the DAMSM term (damsm_weight > 0) needs the caption's word features "
                          "(cond.words, B x D x T); the text encoder gave none")
-    feats = cond.image_encoder(resize_for_encoder(image, cond.encoder_size))
+    feats = cond.encode_image(image)  # shared with the generation-phase SupCon on these fakes
     if feats.regions is None:
         raise ValueError(f"{name}: the DAMSM term needs region features from the image encoder, "
                          f"{type(cond.image_encoder).__name__} gives none")

@@ -18,8 +18,9 @@ token/prompt maps and to the images. Written from the method description, not th
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,21 @@ def _resolve_layers(layers: Optional[Sequence[int]], n: int, default: List[int],
     if not out or out[0] < 0:
         raise ValueError(f"{what} must be a non-empty list of block indices in [-{n}, {n}), got {list(layers)}")
     return out
+
+
+_SHARE_TOWER_PASS = True
+
+
+@contextlib.contextmanager
+def direct_tower_passes() -> Iterator[None]:
+    """Within: GALIP's G step runs D's tower pass and the CLIP term's tower forward separately, as
+    before they were shared (the benchmark's ablation; the same maths)."""
+    global _SHARE_TOWER_PASS
+    old, _SHARE_TOWER_PASS = _SHARE_TOWER_PASS, False
+    try:
+        yield
+    finally:
+        _SHARE_TOWER_PASS = old
 
 
 def _vit_width(tower: OpenCLIPVisionEncoder) -> int:
@@ -161,6 +177,17 @@ class GALIPDiscriminator(_SharesFrozenTower, ConditionalDiscriminator):
 
     def clip_tokens(self, images: torch.Tensor) -> List[torch.Tensor]:
         """Grid tokens (B, width, g, g) of each of ``d_layers`` for images in [-1, 1]."""
+        return self._tower(images, self.d_layers[-1] + 1)[0]
+
+    def features_and_embedding(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """:meth:`features` and the tower's global embedding of the same images from one pass through
+        every block (GALIP's G step needs both; the embedding is None where the tower cannot pool
+        tokens it did not run itself, see ``OpenCLIPVisionEncoder.embed_tokens``)."""
+        tokens, last = self._tower(images, len(self.clip.visual.transformer.resblocks))
+        return self._trunk_features(tokens), self.clip.embed_tokens(last)
+
+    def _tower(self, images: torch.Tensor, depth: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """(grid tokens of ``d_layers``, all tokens after block ``depth - 1``)."""
         v = self.clip.visual
         x = self.clip.normalise(images)  # the encoder's own resize + normalisation, done once
         x = v.conv1(x.to(v.conv1.weight.dtype))
@@ -172,14 +199,27 @@ class GALIPDiscriminator(_SharesFrozenTower, ConditionalDiscriminator):
         # MA-GP differentiates D's output w.r.t. the images twice; fused attention kernels
         # (flash / memory-efficient) have no double backward, the math one does
         with sdpa_kernel(SDPBackend.MATH):
-            for i, block in enumerate(v.transformer.resblocks[: self.d_layers[-1] + 1]):
+            for i, block in enumerate(v.transformer.resblocks[:depth]):
                 x = _run_block(self.clip, block, x)
                 if i in self.d_layers:
                     out.append(x[:, 1:])
-        return [norm(t).transpose(1, 2).reshape(b, w, g, g) for norm, t in zip(self.norms, out)]
+        return [norm(t).transpose(1, 2).reshape(b, w, g, g) for norm, t in zip(self.norms, out)], x
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(torch.cat(self.clip_tokens(images), 1))
+        return self._trunk_features(self.clip_tokens(images))
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor, mismatched: Optional[torch.Tensor] = None,
+                embed: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """As every conditional D; with ``embed``: (logits, the tower's global embedding of ``images``)
+        from one pass (:meth:`features_and_embedding`; through ``forward`` so that the trainer's
+        wrappers, DDP and mixed-precision autocast, apply)."""
+        if not embed:
+            return super().forward(images, sentence, mismatched)
+        feats, emb = self.features_and_embedding(images)
+        return self.head(feats, sentence), emb
+
+    def _trunk_features(self, tokens: List[torch.Tensor]) -> torch.Tensor:
+        h = self.trunk(torch.cat(tokens, 1))
         return h if h.shape[-1] == 4 else F.adaptive_avg_pool2d(h, 4)
 
 
@@ -238,10 +278,21 @@ class GALIP(GANVariant):
         return self.generator.clip
 
     def g_losses(self, D: nn.Module, fake: torch.Tensor, cond: Condition) -> Dict[str, torch.Tensor]:
-        """Adversarial term + ``-clip_weight · cos(CLIP_img(fake), ē)`` (the tower normalises once)."""
-        out = super().g_losses(D, fake, cond)
-        # the variant's own tower, not cond.image_encoder: it is the one G and D share, frozen
-        emb = self.image_encoder(fake).global_
+        """Adversarial term + ``-clip_weight · cos(CLIP_img(fake), ē)`` (the tower normalises once).
+
+        D reads the fakes through the frozen tower and the CLIP term embeds them with the same tower:
+        one pass through its blocks serves both (the same maths as D's forward plus the tower's own
+        forward, which :func:`direct_tower_passes` restores for comparison)."""
+        d = getattr(D, "module", D)  # D itself under DDP (called through the wrapper all the same)
+        emb = None
+        if _SHARE_TOWER_PASS and isinstance(d, GALIPDiscriminator) and d.clip is self.image_encoder:
+            logits, emb = D(fake, cond.sentence, embed=True)
+            out = {"g_adv_loss": -logits.mean()}
+        else:
+            out = super().g_losses(D, fake, cond)
+        if emb is None:
+            # the variant's own tower, not cond.image_encoder: it is the one G and D share, frozen
+            emb = self.image_encoder(fake).global_
         cos = F.cosine_similarity(emb.float(), cond.sentence.float(), dim=1)
         out["g_clip_loss"] = -self.clip_weight * cos.mean()
         out["g_clip_cos"] = cos.detach().mean()

@@ -39,7 +39,7 @@ from imagetext.registry import GANS
 
 from .blocks import ConditionalAffine, ToRGB, generator_channels, upsample_conv3x3
 from .dfgan import DFDiscriminator
-from .variant import Condition, GANVariant, resize_for_encoder
+from .variant import Condition, GANVariant
 
 
 class SemanticBatchNorm(nn.Module):
@@ -184,7 +184,7 @@ class SSAGAN(GANVariant):
         if cond.words is None:
             raise ValueError("ssagan: the DAMSM term (damsm_weight > 0) needs the caption's word features "
                              "(cond.words, B x D x T); the text encoder gave none")
-        feats = cond.image_encoder(resize_for_encoder(fake, cond.encoder_size))
+        feats = cond.encode_image(fake)  # shared with the generation-phase SupCon on these fakes
         if feats.regions is None:
             raise ValueError("ssagan: the DAMSM term needs region features from the image encoder, "
                              f"{type(cond.image_encoder).__name__} gives none")

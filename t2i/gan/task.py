@@ -174,7 +174,7 @@ class GanTask(TrainTask):
             with acc.no_sync(D):
                 g_out = self.variant.g_losses(D, fake, cond)
                 if self.supcon is not None:
-                    g_out.update(self.contrast_loss(fake, batch, b))
+                    g_out.update(self.contrast_loss(fake, batch, b, cond))
                 acc.backward(sum(t for k, t in g_out.items() if k.endswith("_loss")))
         finally:
             for p in d_params:
@@ -191,11 +191,14 @@ class GanTask(TrainTask):
         self.update_ema(step)
         return {**d_out, **g_out}
 
-    def contrast_loss(self, fake: Any, batch: Dict[str, Any], b: int) -> Dict[str, torch.Tensor]:
+    def contrast_loss(self, fake: Any, batch: Dict[str, Any], b: int,
+                      cond: Optional[Condition] = None) -> Dict[str, torch.Tensor]:
         """SupCon between the image encoder's embeddings of branch 1's and branch 2's fakes (global batch).
 
         ``fake`` is the generator's output: one image tensor, or a coarse-to-fine list of which the
-        final image is contrasted (``contrast.stages: final``) or every stage, averaged (``all``)."""
+        final image is contrasted (``contrast.stages: final``) or every stage, averaged (``all``).
+        With the step's ``cond``, an image encoding its G loss already made of the same fakes (a DAMSM
+        term's) is reused (:meth:`Condition.encode_image`)."""
         c = self.cfg.contrast
         stages = list(fake) if c.stages == "all" and isinstance(fake, (list, tuple)) else [final_image(fake)]
         labels = self._labels(batch).to(self.device) if c.use_labels else batch["index"].to(self.device)
@@ -203,7 +206,9 @@ class GanTask(TrainTask):
         g_lab, g_ids = gather_with_grad(labels), gather_with_grad(ids)
         loss = 0.0
         for images in stages:
-            emb = self.image_encoder(resize_for_encoder(images, self.encoder_size)).global_.float()
+            feats = (cond.encode_image(images) if cond is not None and cond.image_encoder is self.image_encoder
+                     else self.image_encoder(resize_for_encoder(images, self.encoder_size)))
+            emb = feats.global_.float()
             e1, e2 = gather_with_grad(emb[:b]), gather_with_grad(emb[b:])
             loss = loss + self.supcon(torch.cat([e1, e2]), torch.cat([g_lab, g_lab]),
                                       ids=torch.cat([g_ids, g_ids]))["supcon_loss"]

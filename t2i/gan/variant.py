@@ -19,8 +19,9 @@ Conventions every variant keeps:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,21 @@ def final_image(out: Any) -> torch.Tensor:
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
+_SHARE_IMAGE_ENCODING = True
+
+
+@contextlib.contextmanager
+def separate_image_encodings() -> Iterator[None]:
+    """Within: every :meth:`Condition.encode_image` call runs the image encoder anew, as before the
+    G step's terms shared one pass (the benchmark's ablation; the same maths)."""
+    global _SHARE_IMAGE_ENCODING
+    old, _SHARE_IMAGE_ENCODING = _SHARE_IMAGE_ENCODING, False
+    try:
+        yield
+    finally:
+        _SHARE_IMAGE_ENCODING = old
+
+
 @dataclass
 class Condition:
     """What the frozen text encoder says about a batch of captions (and what variants may need besides)."""
@@ -60,6 +76,22 @@ class Condition:
     # (B,) ids whose equal values are not negatives of each other in matching losses (DAMSM): the
     # class for single-label data, else the sample index (the two branches of one image share it)
     class_ids: Optional[torch.Tensor] = None
+    # the last encode_image call: (its images, grad mode, the encoder's output)
+    _encoded: Optional[Tuple[torch.Tensor, bool, Any]] = field(default=None, repr=False, compare=False)
+
+    def encode_image(self, images: torch.Tensor) -> Any:
+        """``image_encoder`` on ``images`` resized to ``encoder_size`` (its ImageFeatures).
+
+        The G step's terms that embed the same fakes (a variant's DAMSM term and the generation-phase
+        SupCon) share one pass: the result is kept for the same tensor object and grad mode, and a
+        Condition lives for one training step. Both terms' gradients meet in that pass's backward."""
+        grad = torch.is_grad_enabled()
+        if _SHARE_IMAGE_ENCODING and self._encoded is not None and self._encoded[0] is images \
+                and self._encoded[1] == grad:
+            return self._encoded[2]
+        out = self.image_encoder(resize_for_encoder(images, self.encoder_size))
+        self._encoded = (images, grad, out)
+        return out
 
     def select(self, idx: Any) -> "Condition":
         return Condition(self.sentence[idx], None if self.words is None else self.words[idx],
