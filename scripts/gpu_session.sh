@@ -24,6 +24,15 @@
 #     GPU_SESSION_SMOKE=1 OUT=/tmp/gpu_smoke bash scripts/gpu_session.sh
 set -uo pipefail  # no -e: a failed step is logged with its exit code and the next one still runs
 cd "$(dirname "$0")/.."
+if (($#)); then  # it takes no arguments: its settings are the variables above
+  if [[ $1 == -h || $1 == --help ]]; then
+    sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"
+    exit 0
+  fi
+  echo "gpu_session.sh: unexpected argument '$1' (settings are environment variables: OUT, PYTHON," \
+    "GPU_SESSION_SMOKE, GPU_SESSION_BUDGET_S)" >&2
+  exit 2
+fi
 
 OUT=${OUT:-gpu_session_out}
 mkdir -p "$OUT"

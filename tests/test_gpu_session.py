@@ -39,3 +39,11 @@ def test_gpu_session_budget_skips_the_remaining_steps(tmp_path):
     log = (out / "gpu_session.log").read_text()
     assert proc.returncode != 0
     assert "=== generate: skipped, the session's budget (5s) is spent" in log
+
+
+def test_gpu_session_help_and_a_stray_argument():
+    script = str(REPO / "scripts/gpu_session.sh")
+    shown = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "make gpu-wheels" in shown.stdout and "GPU_SESSION_SMOKE=1" in shown.stdout
+    stray = subprocess.run(["bash", script, "--smoke"], capture_output=True, text=True, timeout=30)
+    assert stray.returncode == 2 and "unexpected argument '--smoke'" in stray.stderr and not stray.stdout
