@@ -282,7 +282,9 @@ class GALIP(GANVariant):
 
         D reads the fakes through the frozen tower and the CLIP term embeds them with the same tower:
         one pass through its blocks serves both (the same maths as D's forward plus the tower's own
-        forward, which :func:`direct_tower_passes` restores for comparison)."""
+        forward, which :func:`direct_tower_passes` restores for comparison). Under bf16 mixed
+        precision the embedding now comes from D's autocast pass, where the separate forward ran the
+        frozen tower outside it, in fp32."""
         d = getattr(D, "module", D)  # D itself under DDP (called through the wrapper all the same)
         emb = None
         if _SHARE_TOWER_PASS and isinstance(d, GALIPDiscriminator) and d.clip is self.image_encoder:
