@@ -25,6 +25,7 @@ from imagetext.errors import ConfigError, UserError  # noqa: E402
 from imagetext.losses.clip import clip_loss  # noqa: E402
 from imagetext.train import (TrainConfig, Trainer, TrainingDiverged, TrainTask, gather_with_grad,  # noqa: E402
                              load_train_config, parse_config_args, resolve_mixed_precision, train)
+from imagetext.train.cli import end_distributed  # noqa: E402
 
 
 class Pairs(Dataset):
@@ -345,6 +346,7 @@ def _worker(out: Path) -> None:
         res["diverged"] = str(e)
     (out / f"rank{r}.json").write_text(json.dumps(res))
     acc.wait_for_everyone()
+    end_distributed()  # an orderly exit: see its docstring
 
 
 def test_two_processes_gather_equals_single_and_loop_checkpoints(tmp_path):

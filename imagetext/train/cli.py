@@ -47,6 +47,21 @@ def run_script(main: Callable[[Optional[List[str]]], Dict[str, Any]], prog: str,
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        end_distributed()
     if res and summary is not None:
         print(summary(res))
     return 0
+
+
+def end_distributed() -> None:
+    """Tear down the default process group (``accelerate launch``) before the interpreter exits.
+
+    Left to interpreter shutdown, a finished 2-process run was seen to lose a rank to SIGABRT
+    ("terminate called without an active exception", gloo's threads torn down mid-exit), which
+    fails the launch. Local to each process (no collective), and a no-op without a process group.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
