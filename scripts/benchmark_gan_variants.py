@@ -40,27 +40,26 @@ import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import torch
 
-from imagetext.bench.speed import count_params, machine_info, peak_memory, run_and_report, stats, sync
+from imagetext.bench.speed import count_params, machine_info, peak_memory, run_and_report, speedup, stats, sync
+
 
 def _ablations() -> Dict[str, Tuple[Callable[[Any], bool], Callable[[], ContextManager[None]]]]:
-    """name -> (applies to this GanConfig?, the context that switches the optimisation off)."""
-    from t2i.gan.blocks import direct_upsample_conv
-    from t2i.gan.galip import direct_tower_passes
-    from t2i.gan.variant import separate_image_encodings
+    """name -> (does the switch touch this GanTask's step?, the context that switches it off)."""
+    from t2i.gan import switches
+    from t2i.gan.galip import GALIP
 
-    def damsm_scl(cfg: Any) -> bool:
-        return cfg.contrast.weight > 0 and cfg.model.variant in ("ssagan", "attngan", "dmgan") and \
-            cfg.model.kwargs.get("damsm_weight", 1.0) != 0
+    def damsm_and_contrast(task: Any) -> bool:  # both terms encode the fakes: what the switch shares
+        return task.supcon is not None and getattr(task.variant, "damsm_weight", 0) > 0
 
-    return {"unfolded-upconv": (lambda cfg: True, direct_upsample_conv),
-            "direct-tower": (lambda cfg: cfg.model.variant == "galip", direct_tower_passes),
-            "separate-encodings": (damsm_scl, separate_image_encodings)}
+    return {"unfolded-upconv": (lambda task: True, switches.FOLD_UPSAMPLE_CONV.off),
+            "direct-tower": (lambda task: isinstance(task.variant, GALIP), switches.SHARE_TOWER_PASS.off),
+            "separate-encodings": (damsm_and_contrast, switches.SHARE_IMAGE_ENCODING.off)}
 
 
 NOTE = ("Timed: GanTask.training_step (text encoding of the batch's captions, G forward, D step, G step with "
@@ -195,25 +194,27 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     runners: Dict[str, Runner] = {}
     setup_s: Dict[str, float] = {}
     ablation_of: Dict[str, Tuple[str, str]] = {}
+
+    def build(n: str, label: str, context: Optional[Callable[[], ContextManager[None]]] = None) -> Runner:
+        t0 = time.perf_counter()
+        try:
+            r = Runner(n, _overrides_for(n, args.overrides), device, args.seed, context)
+        except UserError as e:
+            raise SystemExit(f"benchmark_gan_variants: {n}: {e}") from None
+        r.steps(args.warmup)
+        runners[label] = r
+        setup_s[label] = time.perf_counter() - t0
+        if args.verbose:
+            print(f"  built {label} (+{args.warmup} warm-up steps) in {setup_s[label]:.1f}s", file=sys.stderr)
+        return r
+
     for n in names:
-        builds: List[Tuple[str, Optional[Callable[[], ContextManager[None]]]]] = [(n, None)]
+        base = build(n, n)
         for a in ablations:
-            builds.append((f"{n}+{a}", known[a][1]))
-        for label, context in builds:
-            t0 = time.perf_counter()
-            try:
-                r = Runner(n, _overrides_for(n, args.overrides), device, args.seed, context)
-            except UserError as e:
-                raise SystemExit(f"benchmark_gan_variants: {n}: {e}") from None
-            if context is not None and not known[label.split("+", 1)[1]][0](r.cfg):
-                continue  # the switch does not touch this variant
-            r.steps(args.warmup)
-            runners[label] = r
-            setup_s[label] = time.perf_counter() - t0
-            if context is not None:
-                ablation_of[label] = (n, label.split("+", 1)[1])
-            if args.verbose:
-                print(f"  built {label} (+{args.warmup} warm-up steps) in {setup_s[label]:.1f}s", file=sys.stderr)
+            applies, off = known[a]
+            if applies(base.task):  # a twin only where the switch touches this config's step
+                build(n, f"{n}+{a}", off)
+                ablation_of[f"{n}+{a}"] = (n, a)
     names = list(runners)
     wall: Dict[str, List[float]] = {n: [] for n in names}
     cpu: Dict[str, List[float]] = {n: [] for n in names}
@@ -245,18 +246,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         if n in ablation_of:  # the optimisation's gain: this twin's CPU time over its config's
             base, a = ablation_of[n]
             entry["ablation"] = {"of": base, "switched_off": a,
-                                 "speedup_cpu_time_of_the_optimisation": statistics.median(cpu[n]) /
-                                 statistics.median(cpu[base]),
-                                 "speedup_paired_wall_median": statistics.median(
-                                     [t / tb for t, tb in zip(wall[n], wall[base])])}
+                                 "speedup_cpu_time_of_the_optimisation": speedup(cpu[n], cpu[base])["ratio_of_medians"],
+                                 "speedup_paired_wall_median": speedup(wall[n], wall[base])["paired_median"]}
         if not args.no_mem:
             entry.update(peak_memory(lambda r=r: r.steps(1), device, "1 step after the timing"))
         entry["generation"] = r.generation(args.gen_repeats)
         out[n] = entry
     return {
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
-        "config": {"configs": names, "ablations": ablations, "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
-                   "threads": torch.get_num_threads(), "device": str(device), "seed": args.seed,
+        "config": {"configs": names, "ablations": ablations, "steps": args.steps, "repeats": args.repeats,
+                   "warmup": args.warmup, "threads": torch.get_num_threads(), "device": str(device), "seed": args.seed,
                    "overrides": args.overrides},
         "variants": out,
         "note": NOTE,

@@ -83,7 +83,7 @@ from torch import nn
 
 from imagetext.bench.speed import count_params as _count
 from imagetext.bench.speed import machine_info as _machine
-from imagetext.bench.speed import peak_memory, run_and_report
+from imagetext.bench.speed import peak_memory, run_and_report, speedup
 from imagetext.bench.speed import stats as _stats
 from imagetext.bench.speed import sync as _sync
 
@@ -528,6 +528,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     results: Dict[str, Any] = {}
     ref_times = times.get("reference")
+    # the target is against the reference's best: the faster reference precision measured here
+    refs = [m for m in runners if MODES[m]["kind"] == "reference"]
+    best_ref = max(refs, key=lambda m: statistics.median([args.batch / t for t in times[m]])) if refs else None
     for mode, r in runners.items():
         ts = times[mode]
         ips = [args.batch / t for t in ts]
@@ -552,21 +555,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         else:
             entry.update(_peak_mem(r, batches, pos[mode], device))
         if ref_times:
-            paired = [rt / t for rt, t in zip(ref_times, ts)]  # same round, so drift in the load cancels
-            entry["speedup_vs_reference"] = statistics.median(ref_times) / statistics.median(ts)
-            entry["speedup_paired_median"] = statistics.median(paired)
-            entry["speedup_paired_min"], entry["speedup_paired_max"] = min(paired), max(paired)
+            sp = speedup(ref_times, ts)
+            entry["speedup_vs_reference"] = sp["ratio_of_medians"]
+            entry["speedup_paired_median"] = sp["paired_median"]
+            entry["speedup_paired_min"], entry["speedup_paired_max"] = sp["paired_min"], sp["paired_max"]
             entry["speedup_cpu_time_vs_reference"] = statistics.median(cpu["reference"]) / statistics.median(cpu[mode])
+        if best_ref is not None:
+            sp = speedup(times[best_ref], ts)
+            entry["speedup_vs_reference_best"] = sp["ratio_of_medians"]
+            entry["speedup_vs_reference_best_paired_median"] = sp["paired_median"]
         results[mode] = entry
-
-    # the target is against the reference's best: the faster reference precision measured here
-    refs = [m for m in results if MODES[m]["kind"] == "reference"]
-    best_ref = max(refs, key=lambda m: results[m]["img_per_s_median"]) if refs else None
-    if best_ref is not None:
-        for mode, entry in results.items():
-            paired = [rt / t for rt, t in zip(times[best_ref], times[mode])]
-            entry["speedup_vs_reference_best"] = statistics.median(times[best_ref]) / statistics.median(times[mode])
-            entry["speedup_vs_reference_best_paired_median"] = statistics.median(paired)
 
     ema_ms = _ema_cost(runners["ours"], device) if "ours" in runners else None
 

@@ -86,13 +86,15 @@ command -v nvidia-smi >/dev/null && step nvidia-smi 30 nvidia-smi
 
 if ((SMOKE)); then
   SIZES=(16)
-  SPEED_ARGS=(--nf 4 --noise-dim 8 --batch 4 --steps 1 --repeats 1 --warmup 0 --gen-repeats 2 --device cpu)
+  DEV=cpu
+  SPEED_ARGS=(--nf 4 --noise-dim 8 --batch 4 --steps 1 --repeats 1 --warmup 0 --gen-repeats 2)
   MODES=reference,reference-bf16,ours
   TRAIN_STEPS=2
   TINY=(dfgan_tiny galip_tiny_scl)  # one of each kind: the fresh-encoder path and the open_clip + contrast path
 else
   SIZES=(256 64 32)
-  SPEED_ARGS=(--batch 32 --steps 10 --repeats 5 --warmup 3 --gen-repeats 50 --device cuda)
+  DEV=cuda
+  SPEED_ARGS=(--batch 32 --steps 10 --repeats 5 --warmup 3 --gen-repeats 50)
   MODES=reference,reference-bf16,ours,ours-bf16,ours-no-channels-last,ours-unfolded-upconv
   TRAIN_STEPS=20
   TINY=()
@@ -106,9 +108,8 @@ step cuda-tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_eval_engin
 
 # 2. the DF-GAN training step at the reference configuration (nf 32, z 100, 256-d sentences)
 for s in "${SIZES[@]}"; do
-  dev=$([[ $SMOKE == 1 ]] && echo cpu || echo cuda)
   step "speed-${s}px" 200 "$PY" scripts/benchmark_train_speed.py --variant dfgan --imsize "$s" --modes "$MODES" \
-    "${SPEED_ARGS[@]}" --out "$OUT/dfgan_${s}_${dev}.json"
+    "${SPEED_ARGS[@]}" --device "$DEV" --out "$OUT/dfgan_${s}_${DEV}.json"
 done
 
 # 3. the trainer on the device, every registered variant's tiny config, both arms (mixed precision

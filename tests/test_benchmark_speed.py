@@ -54,7 +54,7 @@ def test_benchmark_train_speed_tiny(tmp_path, capsys):
     assert written["modes"]["ours-unfolded-upconv"]["settings"]["upsample_conv"].startswith("direct")
     import t2i.gan.blocks as blocks  # the ablation's switch is undone after each of its steps
 
-    assert blocks._FOLD_UPSAMPLE_CONV is True
+    assert blocks.FOLD_UPSAMPLE_CONV.on is True
     # the published and the library block order compute the same function (same weights, fp32)
     eq = written["reference_equivalence"]
     for k in ("g_images_max_abs_diff", "d_logits_max_abs_diff", "d_mismatched_logits_max_abs_diff"):
@@ -141,13 +141,10 @@ def test_benchmark_gan_variants_ablation_twins(capsys):
     assert a["of"] == "galip_tiny" and a["switched_off"] == "direct-tower"
     assert a["speedup_cpu_time_of_the_optimisation"] > 0 and "ablation" not in v["galip_tiny"]
     assert v["galip_tiny+direct-tower"]["params_g"] == v["galip_tiny"]["params_g"]  # the same model
-    import t2i.gan.blocks as blocks
-    import t2i.gan.galip as galip
-
-    import t2i.gan.variant as variant
+    from t2i.gan import switches
 
     # every switch is back on afterwards
-    assert blocks._FOLD_UPSAMPLE_CONV and galip._SHARE_TOWER_PASS and variant._SHARE_IMAGE_ENCODING
+    assert switches.FOLD_UPSAMPLE_CONV.on and switches.SHARE_TOWER_PASS.on and switches.SHARE_IMAGE_ENCODING.on
     with pytest.raises(SystemExit, match="unknown ablation"):
         mod.main(["--configs", "dfgan_tiny", "--ablations", "no-such", "--steps", "1", "--repeats", "1"])
     capsys.readouterr()

@@ -1,6 +1,6 @@
 """Small pieces the speed benchmarks share (``scripts/benchmark_train_speed.py``,
-``scripts/benchmark_gan_variants.py``): machine description, device sync, median/min/max, and the
-peak-memory probe (CUDA allocator or sampled RSS)."""
+``scripts/benchmark_gan_variants.py``): machine description, device sync, median/min/max, paired speed-ups, and
+the peak-memory probe (CUDA allocator or sampled RSS)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +12,7 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
@@ -25,6 +25,15 @@ def sync(device: torch.device) -> None:
 
 def stats(xs: List[float]) -> Dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def speedup(before: Sequence[float], after: Sequence[float]) -> Dict[str, float]:
+    """How much faster ``after`` is than ``before``, from their times per step measured in the same
+    rounds: the ratio of the medians, and the median/min/max of the per-round ratios (a change in
+    the machine's load within a round cancels in those)."""
+    paired = [b / a for b, a in zip(before, after)]
+    return {"ratio_of_medians": statistics.median(before) / statistics.median(after),
+            "paired_median": statistics.median(paired), "paired_min": min(paired), "paired_max": max(paired)}
 
 
 def count_params(m: torch.nn.Module, trainable_only: bool = False) -> int:

@@ -7,13 +7,14 @@ so every block starts as the identity), each followed by LeakyReLU(0.2).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .switches import FOLD_UPSAMPLE_CONV
 
 
 def generator_channels(nf: int, imsize: int) -> List[Tuple[int, int]]:
@@ -44,19 +45,8 @@ def _fold_nearest_x2(w: torch.Tensor) -> torch.Tensor:
     return torch.stack([c2, c1 + c2, c0 + c1, c0], 3).transpose(0, 1)
 
 
-_FOLD_UPSAMPLE_CONV = True  # False only inside direct_upsample_conv()
-
-
-@contextlib.contextmanager
-def direct_upsample_conv() -> Iterator[None]:
-    """Within this block, :func:`upsample_conv3x3` computes ``conv(nearest_x2(x))`` directly, for every
-    variant that calls it: the fold's ablation in ``scripts/benchmark_train_speed.py``."""
-    global _FOLD_UPSAMPLE_CONV
-    before, _FOLD_UPSAMPLE_CONV = _FOLD_UPSAMPLE_CONV, False
-    try:
-        yield
-    finally:
-        _FOLD_UPSAMPLE_CONV = before
+# within it, upsample_conv3x3 computes conv(nearest_x2(x)) directly, for every variant: the fold's ablation
+direct_upsample_conv = FOLD_UPSAMPLE_CONV.off
 
 
 def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -75,7 +65,7 @@ def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     if w.shape[-2:] != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1) \
             or conv.groups != 1:
         raise ValueError("upsample_conv3x3 needs a plain 3x3 conv with stride 1 and padding 1")
-    if not _FOLD_UPSAMPLE_CONV:
+    if not FOLD_UPSAMPLE_CONV.on:
         return conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
     if (torch.is_grad_enabled() and w.requires_grad) or w.is_inference():
         # training folds afresh (the gradient must reach w); inference tensors have no version

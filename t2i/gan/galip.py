@@ -18,9 +18,8 @@ token/prompt maps and to the images. Written from the method description, not th
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ from imagetext.encoders.image import OpenCLIPVisionEncoder
 from imagetext.registry import GANS
 
 from .blocks import ConditionalDiscriminator, ConditionHead, ToRGB, UpBlock
+from .switches import SHARE_TOWER_PASS
 from .variant import Condition, GANVariant
 
 
@@ -61,19 +61,8 @@ def _resolve_layers(layers: Optional[Sequence[int]], n: int, default: List[int],
     return out
 
 
-_SHARE_TOWER_PASS = True
-
-
-@contextlib.contextmanager
-def direct_tower_passes() -> Iterator[None]:
-    """Within: GALIP's G step runs D's tower pass and the CLIP term's tower forward separately, as
-    before they were shared (the benchmark's ablation; the same maths)."""
-    global _SHARE_TOWER_PASS
-    old, _SHARE_TOWER_PASS = _SHARE_TOWER_PASS, False
-    try:
-        yield
-    finally:
-        _SHARE_TOWER_PASS = old
+# within it, GALIP's G step runs D's tower pass and the CLIP term's tower forward apart (the ablation)
+direct_tower_passes = SHARE_TOWER_PASS.off
 
 
 def _vit_width(tower: OpenCLIPVisionEncoder) -> int:
@@ -287,7 +276,7 @@ class GALIP(GANVariant):
         frozen tower outside it, in fp32."""
         d = getattr(D, "module", D)  # D itself under DDP (called through the wrapper all the same)
         emb = None
-        if _SHARE_TOWER_PASS and isinstance(d, GALIPDiscriminator) and d.clip is self.image_encoder:
+        if SHARE_TOWER_PASS.on and isinstance(d, GALIPDiscriminator) and d.clip is self.image_encoder:
             logits, emb = D(fake, cond.sentence, embed=True)
             out = {"g_adv_loss": -logits.mean()}
         else:

@@ -19,13 +19,14 @@ Conventions every variant keeps:
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .switches import SHARE_IMAGE_ENCODING
 
 
 def sample_noise(n: int, dim: int, generator: Optional[torch.Generator] = None, truncation: Optional[float] = None,
@@ -47,19 +48,8 @@ def final_image(out: Any) -> torch.Tensor:
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-_SHARE_IMAGE_ENCODING = True
-
-
-@contextlib.contextmanager
-def separate_image_encodings() -> Iterator[None]:
-    """Within: every :meth:`Condition.encode_image` call runs the image encoder anew, as before the
-    G step's terms shared one pass (the benchmark's ablation; the same maths)."""
-    global _SHARE_IMAGE_ENCODING
-    old, _SHARE_IMAGE_ENCODING = _SHARE_IMAGE_ENCODING, False
-    try:
-        yield
-    finally:
-        _SHARE_IMAGE_ENCODING = old
+# within it, every Condition.encode_image call runs the image encoder anew (the ablation)
+separate_image_encodings = SHARE_IMAGE_ENCODING.off
 
 
 @dataclass
@@ -86,7 +76,7 @@ class Condition:
         SupCon) share one pass: the result is kept for the same tensor object and grad mode, and a
         Condition lives for one training step. Both terms' gradients meet in that pass's backward."""
         grad = torch.is_grad_enabled()
-        if _SHARE_IMAGE_ENCODING and self._encoded is not None and self._encoded[0] is images \
+        if SHARE_IMAGE_ENCODING.on and self._encoded is not None and self._encoded[0] is images \
                 and self._encoded[1] == grad:
             return self._encoded[2]
         out = self.image_encoder(resize_for_encoder(images, self.encoder_size))
