@@ -236,6 +236,22 @@ def test_train_export_reload_gives_identical_images(tmp_path, config):
     assert len(imgs) == 2 and imgs[0].size == (32, 32)
 
 
+def test_results_name_the_frozen_encoders_by_their_weights_digest(tmp_path):
+    from imagetext.safeio import sha256_file
+
+    first = main(["--config", TINY, f"output_dir={tmp_path / 'a'}", "max_steps=1", "checkpoint_every=0"])
+    assert first["encoders"]["fresh"] and first["encoders"]["path"] is None
+    # the first run's export holds a text encoder: condition a second run on it as on a phase-1 folder
+    res = main(["--config", TINY, f"output_dir={tmp_path / 'b'}", "max_steps=1", "checkpoint_every=0",
+                f"encoders.path={tmp_path / 'a'}"])
+    enc = res["encoders"]
+    assert enc["path"] == str(tmp_path / "a" / "final")
+    assert enc["text_sha256"] == sha256_file(tmp_path / "a" / "final" / "text_encoder" / "model.safetensors")
+    assert enc["image_sha256"] is None  # the pipeline export keeps no image encoder
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert saved["encoders"] == enc
+
+
 def test_resume_latest_continues_to_bit_identical_weights(tmp_path):
     from safetensors.torch import load_file
 

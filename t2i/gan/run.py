@@ -40,11 +40,7 @@ def load_encoders(cfg: GanConfig, train_split: Any) -> Tuple[Any, Optional[Any]]
 
     e = cfg.encoders
     if e.path:
-        root = Path(e.path)
-        d = root / "final" if (root / "final" / "text_encoder").is_dir() else root
-        if not (d / "text_encoder").is_dir():
-            raise UserError(f"encoders.path={e.path}: no text_encoder/ here or in final/ (give a phase-1 run folder, "
-                            "e.g. runs/pretrain/birds_supcon, or unset it for fresh encoders)")
+        d = _encoder_dir(cfg)
         text = load_encoder(d / "text_encoder")
         image = load_encoder(d / "image_encoder") if (d / "image_encoder").is_dir() else None
         return text, image
@@ -55,6 +51,34 @@ def load_encoders(cfg: GanConfig, train_split: Any) -> Tuple[Any, Optional[Any]]
     text = build_text_encoder(e.text, tokenizer=tok, **e.text_kwargs)
     image = build_image_encoder(e.image, **e.image_kwargs)
     return text, image
+
+
+def _encoder_dir(cfg: GanConfig) -> Path:
+    """The folder holding ``text_encoder/`` (and ``image_encoder/``): ``encoders.path`` or its ``final/``."""
+    root = Path(cfg.encoders.path)
+    d = root / "final" if (root / "final" / "text_encoder").is_dir() else root
+    if not (d / "text_encoder").is_dir():
+        raise UserError(f"encoders.path={cfg.encoders.path}: no text_encoder/ here or in final/ (give a phase-1 run "
+                        "folder, e.g. runs/pretrain/birds_supcon, or unset it for fresh encoders)")
+    return d
+
+
+def encoders_provenance(cfg: GanConfig) -> Dict[str, Any]:
+    """Which frozen encoders a run was conditioned on: the folder and the sha256 of each weights file.
+
+    A phase-1 run retrained with the same seed need not give the same weights (float reduction order
+    differs with threads and code), so a results record names the weights, not just the path.
+    """
+    from imagetext.encoders.weights import sha256_file
+
+    if not cfg.encoders.path:
+        return {"path": None, "text": cfg.encoders.text, "image": cfg.encoders.image, "fresh": True}
+    d = _encoder_dir(cfg)
+    out: Dict[str, Any] = {"path": str(d)}
+    for kind in ("text", "image"):
+        f = d / f"{kind}_encoder" / "model.safetensors"
+        out[f"{kind}_sha256"] = sha256_file(f) if f.is_file() else None
+    return out
 
 
 def fixed_prompts(split: Any, n: int) -> List[str]:
@@ -144,6 +168,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "train_seconds": seconds,
             "processes": acc.num_processes,
             "last_logs": state["last_logs"],
+            "encoders": encoders_provenance(cfg),
             "test": {"split": "test", "n_images": scorer.real.n, "extractor": cfg.eval.extractor, **scores},
             "final": str(final),
         }
