@@ -74,3 +74,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert mod.main(["--cells", str(tmp_path), "--write", str(tmp_path / "R.md")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "<!-- bench:t2i-claims -->" in err
+
+
+def test_paired_summary_gives_the_one_sample_t_test():
+    import math
+
+    from imagetext.bench.paired import paired_summary
+
+    r = paired_summary({0: -3.0, 1: -5.0, 2: -4.0})  # mean -4, sample std 1
+    assert r["t"] == pytest.approx(-4 / (1 / math.sqrt(3)))
+    # with 2 degrees of freedom the two-sided p has a closed form: 1 - |t| / sqrt(t^2 + 2)
+    assert r["p"] == pytest.approx(1 - math.sqrt(48 / 50))
+    assert paired_summary({0: -3.0})["t"] is None  # one seed: no spread
+    same = paired_summary({0: -2.0, 1: -2.0})
+    assert same["t"] is None and same["p"] is None  # no spread: no t, not an infinite one

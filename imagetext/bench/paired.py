@@ -7,6 +7,7 @@ cancel; :func:`paired_summary` turns the per-seed differences into mean, spread 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -42,10 +43,18 @@ def lookup(rec: Mapping[str, Any], dotted: str) -> Optional[float]:
 
 def paired_summary(diffs: Mapping[Any, float]) -> Dict[str, Any]:
     """Per-seed differences -> ``per_seed`` (seed order), ``n``, ``mean``, ``std`` (sample, ddof 1; None
-    below 2), ``positive`` and ``negative`` counts."""
+    below 2), ``positive`` and ``negative`` counts, and the one-sample t-test of mean 0: ``t`` and its
+    two-sided ``p`` (None below 2 seeds or with no spread). With 3 seeds p is a rough guide: it
+    assumes normal per-seed differences, which 3 values cannot check."""
     keys = sorted(diffs, key=lambda s: (str(type(s)), s))
     vals = [diffs[k] for k in keys]
-    return {"per_seed": {str(k): diffs[k] for k in keys}, "n": len(vals),
-            "mean": statistics.mean(vals) if vals else None,
-            "std": statistics.stdev(vals) if len(vals) > 1 else None,
-            "positive": sum(v > 0 for v in vals), "negative": sum(v < 0 for v in vals)}
+    mean = statistics.mean(vals) if vals else None
+    std = statistics.stdev(vals) if len(vals) > 1 else None
+    t = p = None
+    if std:  # None or 0: no t
+        from scipy import stats
+
+        t = mean / (std / math.sqrt(len(vals)))
+        p = float(2 * stats.t.sf(abs(t), df=len(vals) - 1))
+    return {"per_seed": {str(k): diffs[k] for k in keys}, "n": len(vals), "mean": mean, "std": std,
+            "positive": sum(v > 0 for v in vals), "negative": sum(v < 0 for v in vals), "t": t, "p": p}
