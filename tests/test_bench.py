@@ -337,6 +337,20 @@ def test_jobs_run_cells_at_once_and_a_cell_waits_for_what_it_needs(tmp_path, mon
     rec = json.loads((tmp_path / "cells" / "dep" / "boost-a.json").read_text())
     assert rec["provenance"]["concurrent_cells"] == 2 and rec["provenance"]["env"]["OMP_NUM_THREADS"]
     assert rec["results"]["omp"] == rec["provenance"]["env"]["OMP_NUM_THREADS"]
+    assert rec["provenance"]["thread_env"]["OMP_NUM_THREADS"] == rec["results"]["omp"]
+
+
+def test_the_record_keeps_the_thread_count_the_command_saw(tmp_path, monkeypatch):
+    # one cell at a time adds nothing to the environment, so the caller's setting is what counts
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    p, _ = _needs_matrix(tmp_path)
+    m, paths = load(p)
+    assert run_matrix(m, paths, jobs=1, only=["anchor-a"]).ok
+    rec = json.loads((tmp_path / "cells" / "dep" / "anchor-a.json").read_text())
+    assert rec["results"]["omp"] == "3"
+    assert rec["provenance"]["thread_env"] == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": None}
+    assert "env" not in rec["provenance"]  # the runner set nothing itself
 
 
 def test_a_failed_or_missing_need_fails_the_cell_without_running_it(tmp_path):

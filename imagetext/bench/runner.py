@@ -195,6 +195,9 @@ def _kill(proc: "subprocess.Popen[bytes]") -> None:
         proc.wait()
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # recorded with every cell
+
+
 def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[str, Any],
              machine: Dict[str, Any], matrix_file: Optional[str], cwd: Path,
              python: str = sys.executable, tail_lines: int = 20, resume_partial: bool = False,
@@ -280,6 +283,9 @@ def run_cell(cell: Cell, paths: Paths, *, timeout_s: Optional[float], git: Dict[
             "finished": finished,
             **machine,
             **({"env": dict(env_extra)} if env_extra else {}),
+            # the thread counts the command ran with (None: unset, so torch used every core): on a
+            # CPU they change the float summation order, and a seeded training run's weights with it
+            "thread_env": {k: env.get(k) for k in THREAD_VARS},
         },
     }
     cfg_path = out_dir / CONFIG_FILE
