@@ -55,9 +55,8 @@ def index(cells: Dict[str, Dict[str, Any]]) -> Dict[tuple, Dict[str, Any]]:
     return out
 
 
-def compare(cells: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per (world, pair, comparison) that has at least one cell of the variant."""
-    idx = index(cells)
+def compare(idx: Dict[tuple, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per (world, pair, comparison) that has at least one cell of the variant (``idx``: :func:`index`)."""
     worlds = sorted({k[0] for k in idx}, key=lambda w: (w != "scenes", w))
     rows = []
     for world in worlds:
@@ -101,12 +100,12 @@ def to_markdown(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
-    """rsum and text k-NN of every cell by variant: one column per world x pair, a line per seed."""
+def plot(idx: Dict[tuple, Dict[str, Any]], out: Path) -> Path:
+    """rsum and text k-NN of every cell by variant (``idx``: :func:`index`): one column per world x pair,
+    a line per seed."""
     from imagetext.bench.figures import pyplot, save_figure
 
     plt = pyplot()
-    idx = index(cells)
     panels = [(w, p) for w in sorted({k[0] for k in idx}, key=lambda w: (w != "scenes", w)) for p in PAIRS
               if any(k[:2] == (w, p) for k in idx)]
     fig, axes = plt.subplots(2, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 6.4), squeeze=False)
@@ -150,8 +149,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG}: error: {args.cells}: no such folder (run scripts/bench.py run configs/bench/pretrain.yaml "
               "first)", file=sys.stderr)
         return 2
-    cells = load_cells(args.cells, PROG)
-    rows = compare(cells)
+    idx = index(load_cells(args.cells, PROG))  # once: a skipped record is named once
+    rows = compare(idx)
     if args.write:
         command = " ".join(["python scripts/pretrain_claims.py"]
                            + (["--cells", str(args.cells)] if args.cells != Path("docs/results/cells/pretrain") else [])
@@ -162,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(json.dumps(rows, indent=2) if args.json else to_markdown(rows))
     if args.plot:
-        print(f"{PROG}: wrote {plot(cells, args.plot)}", file=sys.stderr)
+        print(f"{PROG}: wrote {plot(idx, args.plot)}", file=sys.stderr)
     return 0
 
 

@@ -75,11 +75,11 @@ def verdict(rel: Dict[str, Dict[str, Any]]) -> str:
     return "mixed"
 
 
-def compare(cells: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per (world, variant): both arms' means, the paired changes, the verdict."""
+def compare(by_arm: Dict[tuple, Dict[str, Dict[Any, Dict[str, Any]]]]) -> List[Dict[str, Any]]:
+    """One row per (world, variant) of ``by_arm`` (:func:`arms`): both arms' means, the paired changes, the verdict."""
     rows = []
     order = {v: i for i, v in enumerate(VARIANTS)}
-    for (world, variant), a in sorted(arms(cells).items(), key=lambda kv: (str(kv[0][0]) != "scenes", str(kv[0][0]),
+    for (world, variant), a in sorted(by_arm.items(), key=lambda kv: (str(kv[0][0]) != "scenes", str(kv[0][0]),
                                                                         order.get(kv[0][1], 99), str(kv[0][1]))):
         seeds = sorted(set(a["base"]) & set(a["scl"]), key=str)
         row: Dict[str, Any] = {"world": world, "variant": variant, "paired_seeds": seeds,
@@ -144,21 +144,20 @@ def to_markdown(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(cells: Dict[str, Dict[str, Any]], out: Path) -> Path:
+def plot(by_arm: Dict[tuple, Dict[str, Dict[Any, Dict[str, Any]]]], out: Path) -> Path:
     """Each cell's test FID: one panel per world x feature set, baseline and `_scl` of a seed joined."""
     from imagetext.bench.figures import pyplot, save_figure
 
     plt = pyplot()
-
-    a = arms(cells)
-    worlds = sorted({w for w, _ in a}, key=lambda w: (w != "scenes", str(w)))
+    worlds = sorted({w for w, _ in by_arm}, key=lambda w: (w != "scenes", str(w)))
     fig, axes = plt.subplots(len(worlds), len(FIDS), figsize=(11, 3.8 * len(worlds)), squeeze=False)
     for i, world in enumerate(worlds):
-        variants = [v for v in VARIANTS if (world, v) in a] + sorted(v for w, v in a if w == world and v not in VARIANTS)
+        variants = [v for v in VARIANTS if (world, v) in by_arm] + sorted(v for w, v in by_arm
+                                                                         if w == world and v not in VARIANTS)
         for j, (name, key) in enumerate(FIDS):
             ax = axes[i][j]
             for x, v in enumerate(variants):
-                arm = a[(world, v)]
+                arm = by_arm[(world, v)]
                 for s in sorted(set(arm["base"]) | set(arm["scl"]), key=str):
                     b = lookup(arm["base"][s], key) if s in arm["base"] else None
                     c = lookup(arm["scl"][s], key) if s in arm["scl"] else None
@@ -196,8 +195,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG}: error: {args.cells}: no such folder (run scripts/bench.py run configs/bench/t2i.yaml first)",
               file=sys.stderr)
         return 2
-    cells = load_cells(args.cells, PROG)
-    rows = compare(cells)
+    by_arm = arms(load_cells(args.cells, PROG))  # once: a skipped record is named once
+    rows = compare(by_arm)
     text = json.dumps(rows, indent=2) if args.json else to_markdown(rows)
     if args.write:
         command = " ".join(["python scripts/t2i_claims.py"] + (["--cells", str(args.cells)]
@@ -209,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(text)
     if args.plot:
-        print(f"{PROG}: wrote {plot(cells, args.plot)}", file=sys.stderr)
+        print(f"{PROG}: wrote {plot(by_arm, args.plot)}", file=sys.stderr)
     return 0
 
 

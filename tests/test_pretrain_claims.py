@@ -44,6 +44,7 @@ def test_pairs_each_variant_with_plain_and_supcon_with_instance_by_seed(tmp_path
     md_file.write_text("before\n<!-- bench:pretrain-claims -->\nold\n<!-- /bench:pretrain-claims -->\nafter\n")
     fig = tmp_path / "fig" / "claims.png"
     assert mod.main(["--cells", str(tmp_path), "--write", str(md_file), "--plot", str(fig)]) == 0
+    assert capsys.readouterr().err.count("odd: its params lack") == 1  # read once for the table and the figure
     doc = md_file.read_text()
     assert "old" not in doc and doc.startswith("before\n") and doc.endswith("after\n")
     assert "| scenes | damsm | instance − plain | +5.0 ± 4.6 (+10.0, +4.0, +1.0; 3/3 > 0) |" in doc
