@@ -152,11 +152,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     idx = index(load_cells(args.cells, PROG))  # once: a skipped record is named once
     rows = compare(idx)
     if args.write:
-        command = " ".join(["python scripts/pretrain_claims.py"]
-                           + (["--cells", str(args.cells)] if args.cells != Path("docs/results/cells/pretrain") else [])
-                           + ["--write", str(args.write)]
-                           + (["--section", args.section] if args.section != "pretrain-claims" else []))
-        if write_table(PROG, args.write, args.section, to_markdown(rows), command):
+        if write_table(PROG, args.write, args.section, to_markdown(rows), cells=args.cells,
+                       default_cells=p.get_default("cells"), default_section=p.get_default("section")):
             return 2
     else:
         print(json.dumps(rows, indent=2) if args.json else to_markdown(rows))

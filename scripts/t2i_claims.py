@@ -199,11 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = compare(by_arm)
     text = json.dumps(rows, indent=2) if args.json else to_markdown(rows)
     if args.write:
-        command = " ".join(["python scripts/t2i_claims.py"] + (["--cells", str(args.cells)]
-                                                                if args.cells != Path("docs/results/cells/t2i") else [])
-                           + ["--write", str(args.write)] + (["--section", args.section]
-                                                             if args.section != "t2i-claims" else []))
-        if write_table(PROG, args.write, args.section, to_markdown(rows), command):
+        if write_table(PROG, args.write, args.section, to_markdown(rows), cells=args.cells,
+                       default_cells=p.get_default("cells"), default_section=p.get_default("section")):
             return 2
     else:
         print(text)
